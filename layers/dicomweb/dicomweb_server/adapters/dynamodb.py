@@ -1,0 +1,338 @@
+"""``MetadataIndex`` on one DynamoDB table: the whole index model lives in this module.
+
+Items (``pk`` / ``sk``, both strings):
+
+=================  ===========================  ===============================================
+item               pk                           sk
+=================  ===========================  ===============================================
+study              ``ST#{study}``               ``#META``  (attrs JSON, n_inst, series SS, mods SS)
+series             ``ST#{study}``               ``SE#{series}``  (attrs JSON, n_inst)
+instance           ``ST#{study}``               ``IN#{series}#{sop}``  (attrs, ts, size, md5, frames, meta)
+date posting       ``X#DT``                     ``{YYYYMMDDHHMMSS}#{study}``  (every study has one)
+name posting       ``X#PN``                     ``{normalized name}#{study}``
+patient posting    ``X#PID#{PatientID}``        ``{study}``
+accession posting  ``X#ACC#{AccessionNumber}``  ``{study}``
+modality posting   ``X#MOD#{modality}``         ``{study}``
+=================  ===========================  ===============================================
+
+Postings are an inverted index written in the same transaction as the study item, so a search right
+after a store sees it (base-table reads, no GSI lag). An instance is added with one
+TransactWriteItems: a conditional Put of the instance (so a redelivered event changes nothing) and
+ADD updates of the series and study aggregates (so counts are exact). A QIDO query reads one driving
+posting list chosen by selectivity (UID > accession > patient ID > name prefix > modality > date),
+never a Scan, then checks every predicate with ``qido`` on the hydrated study items.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .. import dicom_json as dj
+from .. import qido
+from ..ordering import instance_order, series_order, study_order, study_sort_text
+from ..ports import AddOutcome
+from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+
+_ser = TypeSerializer()
+_des = TypeDeserializer()
+META = "#META"
+_RETRIES = 6
+#: Upper bound of candidates one search reads from a non-ordered posting list.
+MAX_CANDIDATES = 10_000
+
+
+def study_pk(study_uid: str) -> str:
+    return f"ST#{study_uid}"
+
+
+def series_sk(series_uid: str) -> str:
+    return f"SE#{series_uid}"
+
+
+def instance_sk(series_uid: str, sop_uid: str) -> str:
+    return f"IN#{series_uid}#{sop_uid}"
+
+
+def postings(record: InstanceRecord) -> list[tuple[str, str]]:
+    """The (pk, sk) of every posting a new study writes."""
+    study, uid = record.study, record.study_uid
+    keys = [("X#DT", f"{study_sort_text(study)}#{uid}")]
+    names = dj.text_values(study, "00100010")
+    if names and qido.normalize_pn(names[0]):
+        keys.append(("X#PN", f"{qido.normalize_pn(names[0])}#{uid}"))
+    for tag, prefix in (("00100020", "X#PID#"), ("00080050", "X#ACC#")):
+        value = str(dj.first(study, tag, "") or "").strip()
+        if value:
+            keys.append((prefix + value, uid))
+    if record.modality:
+        keys.append((f"X#MOD#{record.modality}", uid))
+    return keys
+
+
+def _item(**values: Any) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _values(**values: Any) -> dict[str, Any]:
+    """ExpressionAttributeValues: ``_values(a=1)`` is ``{":a": {"N": "1"}}``."""
+    return {f":{k}": _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _des.deserialize(v) for k, v in item.items()}
+
+
+class DynamoDbIndex:
+    def __init__(self, client: Any, table: str) -> None:
+        self._db = client
+        self.table = table
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def indexed_md5(self, study_uid: str, series_uid: str, sop_uid: str) -> str | None:
+        got = self._db.get_item(
+            TableName=self.table,
+            Key=_item(pk=study_pk(study_uid), sk=instance_sk(series_uid, sop_uid)),
+            ProjectionExpression="md5",
+            ConsistentRead=True,
+        ).get("Item")
+        return _plain(got)["md5"] if got else None
+
+    def add_instance(self, record: InstanceRecord) -> AddOutcome:
+        for attempt in range(_RETRIES):
+            meta = self._db.get_item(
+                TableName=self.table,
+                Key=_item(pk=study_pk(record.study_uid), sk=META),
+                ProjectionExpression="mods",
+                ConsistentRead=True,
+            ).get("Item")
+            known_mods = set(_plain(meta).get("mods", set())) if meta else set()
+            actions = self._actions(record, study_exists=meta is not None, known_mods=known_mods)
+            try:
+                self._db.transact_write_items(TransactItems=actions)
+                return AddOutcome.ADDED
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return AddOutcome.ALREADY_INDEXED
+                if not reasons and self.indexed_md5(record.study_uid, record.series_uid, record.sop_uid):
+                    return AddOutcome.ALREADY_INDEXED
+                # The study was created concurrently, or a transaction conflict: read again and retry.
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise RuntimeError("could not index the instance: too many conflicting writers")
+
+    def _actions(self, record: InstanceRecord, *, study_exists: bool, known_mods: set[str]) -> list[dict[str, Any]]:
+        pk = study_pk(record.study_uid)
+        meta_blob = zlib.compress(json.dumps(record.metadata).encode()) if record.metadata is not None else None
+        actions: list[dict[str, Any]] = [
+            {"Put": {
+                "TableName": self.table,
+                "Item": _item(
+                    pk=pk, sk=instance_sk(record.series_uid, record.sop_uid), type="instance",
+                    attrs=json.dumps(record.instance), sop_class=record.sop_class_uid,
+                    ts=record.transfer_syntax_uid, size=record.size, md5=record.md5,
+                    frames=record.number_of_frames, meta=Binary(meta_blob) if meta_blob else None,
+                ),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }},
+            {"Update": {
+                "TableName": self.table,
+                "Key": _item(pk=pk, sk=series_sk(record.series_uid)),
+                "UpdateExpression": "SET #t = :t, attrs = if_not_exists(attrs, :a) ADD n_inst :one",
+                "ExpressionAttributeNames": {"#t": "type"},
+                "ExpressionAttributeValues": _values(t="series", a=json.dumps(record.series), one=1),
+            }},
+        ]
+        mods = {record.modality} if record.modality else set()
+        if study_exists:
+            update = "ADD n_inst :one, series :s" + (", mods :m" if mods else "")
+            values = _values(one=1, s={record.series_uid}, m=mods or None)
+            actions.append({"Update": {
+                "TableName": self.table,
+                "Key": _item(pk=pk, sk=META),
+                "UpdateExpression": update,
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": values,
+            }})
+            if record.modality and record.modality not in known_mods:
+                actions.append({"Put": {"TableName": self.table, "Item": _item(
+                    pk=f"X#MOD#{record.modality}", sk=record.study_uid, study=record.study_uid)}})
+        else:
+            actions.append({"Put": {
+                "TableName": self.table,
+                "Item": _item(pk=pk, sk=META, type="study", attrs=json.dumps(record.study), n_inst=1,
+                              series={record.series_uid}, mods=mods or None),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }})
+            for ppk, psk in postings(record):
+                actions.append({"Put": {"TableName": self.table,
+                                        "Item": _item(pk=ppk, sk=psk, study=record.study_uid)}})
+        return actions
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _query(self, consistent: bool = False, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        kwargs = {"TableName": self.table, "ConsistentRead": consistent, **kwargs}
+        while True:
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                yield _plain(item)
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _study(self, item: dict[str, Any]) -> StudySummary:
+        return StudySummary(
+            study_uid=item["pk"][3:],
+            attrs=json.loads(item["attrs"]),
+            modalities=tuple(sorted(item.get("mods", set()))),
+            series_count=len(item.get("series", set())),
+            instance_count=int(item.get("n_inst", 0)),
+        )
+
+    def get_study(self, study_uid: str) -> StudySummary | None:
+        got = self._db.get_item(TableName=self.table, Key=_item(pk=study_pk(study_uid), sk=META),
+                                ConsistentRead=True).get("Item")
+        return self._study(_plain(got)) if got else None
+
+    def _hydrate(self, study_uids: list[str]) -> list[StudySummary]:
+        out: list[StudySummary] = []
+        for start in range(0, len(study_uids), 100):
+            keys = [_item(pk=study_pk(u), sk=META) for u in study_uids[start : start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                got = self._db.batch_get_item(RequestItems=request)
+                out.extend(self._study(_plain(i)) for i in got.get("Responses", {}).get(self.table, []))
+                request = got.get("UnprocessedKeys") or {}
+        return out
+
+    def _posting_uids(self, pk: str, begins: str | None = None) -> list[str]:
+        cond = "pk = :pk" + (" AND begins_with(sk, :b)" if begins else "")
+        values = _values(pk=pk, b=begins)
+        uids: list[str] = []
+        for item in self._query(KeyConditionExpression=cond, ExpressionAttributeValues=values,
+                                ProjectionExpression="study"):
+            uids.append(item["study"])
+            if len(uids) >= MAX_CANDIDATES:
+                break
+        return uids
+
+    def _driving_candidates(self, query: qido.Query) -> list[str] | None:
+        """Study UIDs from the most selective posting list, or None to walk the date postings."""
+        p = query.predicate("StudyInstanceUID")
+        if p:
+            return list(dict.fromkeys(p.choices))
+        for keyword, prefix in (("AccessionNumber", "X#ACC#"), ("PatientID", "X#PID#")):
+            p = query.predicate(keyword)
+            if p and p.is_literal:
+                return self._posting_uids(prefix + p.raw)
+        p = query.predicate("PatientName")
+        if p and p.literal_prefix():
+            return self._posting_uids("X#PN", p.literal_prefix())
+        p = query.predicate("ModalitiesInStudy")
+        if p and all("*" not in c and "?" not in c for c in p.choices):
+            found: dict[str, None] = {}
+            for modality in p.choices:
+                found.update(dict.fromkeys(self._posting_uids(f"X#MOD#{modality}")))
+            return list(found)
+        return None
+
+    def search_studies(self, query: qido.Query) -> tuple[list[StudySummary], bool]:
+        candidates = self._driving_candidates(query)
+        if candidates is not None:
+            found = [s for s in self._hydrate(candidates) if query.matches(qido.study_attrs_with_aggregates(s))]
+            found.sort(key=study_order, reverse=True)
+            return qido.page(found, query)
+        # Walk the date postings newest first, stopping once the page (+1) is full.
+        cond, values = "pk = :pk", _values(pk="X#DT")
+        p = query.predicate("StudyDate")
+        if p and p.date_range is not None:
+            low, high = p.date_range
+            cond += " AND sk BETWEEN :lo AND :hi"
+            values.update(_values(lo=low or "0", hi=(high or "99999999") + "\uffff"))
+        elif p and p.is_literal:
+            cond += " AND begins_with(sk, :d)"
+            values.update(_values(d="".join(c for c in p.raw if c.isdigit())))
+        wanted = query.offset + query.limit + 1
+        matched: list[StudySummary] = []
+        batch: list[str] = []
+        postings_iter = self._query(KeyConditionExpression=cond, ExpressionAttributeValues=values,
+                                    ProjectionExpression="study", ScanIndexForward=False)
+        for item in postings_iter:
+            batch.append(item["study"])
+            if len(batch) == 100:
+                matched.extend(s for s in self._hydrate(batch) if query.matches(qido.study_attrs_with_aggregates(s)))
+                batch = []
+                if len(matched) >= wanted:
+                    break
+        if batch and len(matched) < wanted:
+            matched.extend(s for s in self._hydrate(batch) if query.matches(qido.study_attrs_with_aggregates(s)))
+        matched.sort(key=study_order, reverse=True)
+        return qido.page(matched, query)
+
+    def _series_items(self, study_uid: str) -> dict[str, dict[str, Any]]:
+        return {
+            item["sk"][3:]: item
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                ExpressionAttributeValues=_values(pk=study_pk(study_uid), p="SE#"),
+            )
+        }
+
+    def search_series(self, study_uid: str, query: qido.Query) -> tuple[list[SeriesSummary], bool]:
+        found = []
+        for uid, item in self._series_items(study_uid).items():
+            summary = SeriesSummary(study_uid, uid, json.loads(item["attrs"]), int(item.get("n_inst", 0)))
+            if query.matches(qido.series_attrs_with_aggregates(summary)):
+                found.append(summary)
+        found.sort(key=series_order)
+        return qido.page(found, query)
+
+    def _instances(self, study_uid: str, series_uid: str | None, sop_uid: str | None,
+                   with_metadata: bool) -> list[StoredInstance]:
+        series = self._series_items(study_uid)
+        if sop_uid is not None and series_uid is not None:
+            got = self._db.get_item(TableName=self.table, ConsistentRead=True,
+                                    Key=_item(pk=study_pk(study_uid), sk=instance_sk(series_uid, sop_uid))).get("Item")
+            items = [_plain(got)] if got else []
+        else:
+            prefix = f"IN#{series_uid}#" if series_uid else "IN#"
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+                "ExpressionAttributeValues": _values(pk=study_pk(study_uid), p=prefix),
+            }
+            if not with_metadata:
+                kwargs["ProjectionExpression"] = "sk, attrs, sop_class, ts, #size, md5, frames"
+                kwargs["ExpressionAttributeNames"] = {"#size": "size"}
+            items = list(self._query(**kwargs))
+        out = []
+        for item in items:
+            _, se, sop = item["sk"].split("#", 2)
+            meta = item.get("meta")
+            out.append(StoredInstance(
+                study_uid=study_uid, series_uid=se, sop_uid=sop, sop_class_uid=item["sop_class"],
+                transfer_syntax_uid=item["ts"], size=int(item["size"]), md5=item["md5"],
+                number_of_frames=int(item.get("frames", 1)), attrs=json.loads(item["attrs"]),
+                series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
+                metadata=json.loads(zlib.decompress(bytes(meta.value))) if meta is not None else None,
+            ))
+        return sorted(out, key=instance_order)
+
+    def search_instances(self, study_uid: str, series_uid: str | None,
+                         query: qido.Query) -> tuple[list[StoredInstance], bool]:
+        found = [i for i in self._instances(study_uid, series_uid, None, with_metadata=False)
+                 if query.matches(qido.instance_attrs(i))]
+        return qido.page(found, query)
+
+    def list_instances(self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
+                       *, with_metadata: bool = False) -> list[StoredInstance]:
+        return self._instances(study_uid, series_uid, sop_uid, with_metadata=with_metadata)

@@ -1,0 +1,131 @@
+"""In-memory implementations of the ports, for unit tests and ``make dev``. Thread-safe."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .. import qido
+from ..ordering import instance_order, series_order, study_order
+from ..ports import AddOutcome, BlobNotFound
+from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
+        with self._lock:
+            self.objects[key] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.objects[key]
+        except KeyError:
+            raise BlobNotFound(key) from None
+
+    def copy(self, source_key: str, target_key: str) -> None:
+        self.put(target_key, self.get(source_key))
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self.objects.pop(key, None)
+
+
+@dataclass
+class _Study:
+    attrs: dict[str, object]
+    series: dict[str, dict[str, object]] = field(default_factory=dict)
+    instances: dict[tuple[str, str], StoredInstance] = field(default_factory=dict)
+    modalities: set[str] = field(default_factory=set)
+
+
+class MemoryIndex:
+    def __init__(self) -> None:
+        self.studies: dict[str, _Study] = {}
+        self._lock = threading.Lock()
+
+    def indexed_md5(self, study_uid: str, series_uid: str, sop_uid: str) -> str | None:
+        study = self.studies.get(study_uid)
+        found = study.instances.get((series_uid, sop_uid)) if study else None
+        return found.md5 if found else None
+
+    def add_instance(self, record: InstanceRecord) -> AddOutcome:
+        with self._lock:
+            study = self.studies.setdefault(record.study_uid, _Study(attrs=dict(record.study)))
+            key = (record.series_uid, record.sop_uid)
+            if key in study.instances:
+                return AddOutcome.ALREADY_INDEXED
+            study.series.setdefault(record.series_uid, dict(record.series))
+            if record.modality:
+                study.modalities.add(record.modality)
+            study.instances[key] = StoredInstance(
+                study_uid=record.study_uid,
+                series_uid=record.series_uid,
+                sop_uid=record.sop_uid,
+                sop_class_uid=record.sop_class_uid,
+                transfer_syntax_uid=record.transfer_syntax_uid,
+                size=record.size,
+                md5=record.md5,
+                number_of_frames=record.number_of_frames,
+                attrs=record.instance,
+                series_attrs=study.series[record.series_uid],  # type: ignore[arg-type]
+                metadata=record.metadata,
+            )
+            return AddOutcome.ADDED
+
+    def _summary(self, uid: str, study: _Study) -> StudySummary:
+        return StudySummary(uid, dict(study.attrs), tuple(sorted(study.modalities)), len(study.series),
+                            len(study.instances))  # type: ignore[arg-type]
+
+    def get_study(self, study_uid: str) -> StudySummary | None:
+        study = self.studies.get(study_uid)
+        return self._summary(study_uid, study) if study else None
+
+    def search_studies(self, query: qido.Query) -> tuple[list[StudySummary], bool]:
+        found = [
+            s for uid, st in list(self.studies.items())
+            if query.matches(qido.study_attrs_with_aggregates(s := self._summary(uid, st)))
+        ]
+        found.sort(key=study_order, reverse=True)
+        return qido.page(found, query)
+
+    def search_series(self, study_uid: str, query: qido.Query) -> tuple[list[SeriesSummary], bool]:
+        study = self.studies.get(study_uid)
+        if study is None:
+            return [], False
+        counts: dict[str, int] = {}
+        for series_uid, _ in study.instances:
+            counts[series_uid] = counts.get(series_uid, 0) + 1
+        found = [
+            s for uid, attrs in study.series.items()
+            if query.matches(qido.series_attrs_with_aggregates(
+                s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0))))  # type: ignore[arg-type]
+        ]
+        found.sort(key=series_order)
+        return qido.page(found, query)
+
+    def search_instances(
+        self, study_uid: str, series_uid: str | None, query: qido.Query
+    ) -> tuple[list[StoredInstance], bool]:
+        found = [i for i in self.list_instances(study_uid, series_uid) if query.matches(qido.instance_attrs(i))]
+        return qido.page(found, query)
+
+    def list_instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        with_metadata: bool = False,
+    ) -> list[StoredInstance]:
+        study = self.studies.get(study_uid)
+        if study is None:
+            return []
+        found = [
+            i for (se, sop), i in study.instances.items()
+            if (series_uid is None or se == series_uid) and (sop_uid is None or sop == sop_uid)
+        ]
+        return sorted(found, key=instance_order)

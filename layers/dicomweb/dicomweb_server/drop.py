@@ -1,0 +1,44 @@
+"""S3 drop: a Part-10 file put under ``incoming/`` is indexed through the same ``ingest`` path as
+STOW-RS, copied server-side to its canonical key, and removed from ``incoming/``.
+
+Redelivered events are harmless: the second delivery finds the incoming object gone (or the
+instance already indexed) and changes nothing. A file that is not a valid instance is moved to
+``rejected/`` (kept 30 days by the bucket's lifecycle rule). If indexing fails midway, the incoming
+object stays where it is and the retried event repairs the state.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from .ingest import INCOMING_PREFIX, REJECTED_PREFIX, InvalidInstance, Stored, ingest
+from .ports import BlobNotFound, BlobStore, MetadataIndex
+
+
+class DropOutcome(Enum):
+    INDEXED = "indexed"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    GONE = "gone"
+    IGNORED = "ignored"
+
+
+def index_dropped(
+    key: str, *, index: MetadataIndex, blobs: BlobStore, max_metadata_bytes: int = 300_000
+) -> tuple[DropOutcome, int | None]:
+    """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
+    if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
+        return DropOutcome.IGNORED, None
+    try:
+        data = blobs.get(key)
+    except BlobNotFound:
+        return DropOutcome.GONE, None
+    try:
+        result = ingest(data, index=index, blobs=blobs, place=lambda target: blobs.copy(key, target),
+                        max_metadata_bytes=max_metadata_bytes)
+    except InvalidInstance as exc:
+        blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX):])
+        blobs.delete(key)
+        return DropOutcome.REJECTED, int(exc.reason)
+    blobs.delete(key)
+    return (DropOutcome.INDEXED if result.outcome is Stored.NEW else DropOutcome.DUPLICATE), None

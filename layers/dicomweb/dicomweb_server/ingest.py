@@ -1,0 +1,210 @@
+"""The one indexing code path, shared by STOW-RS and S3-drop: parse a Part-10 object, check it,
+put it at its canonical key and index it, never leaving an object without its index entry.
+
+S3 key layout: ``studies/{study}/series/{series}/instances/{sop}.dcm`` (canonical, immutable per
+content), ``incoming/...`` (S3 drop, indexed then removed), ``rejected/...`` (drops that failed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from . import dicom_json
+from .ports import AddOutcome, BlobStore, MetadataIndex
+from .records import (
+    INSTANCE_KEYWORDS,
+    SERIES_KEYWORDS,
+    STUDY_KEYWORDS,
+    InstanceRecord,
+    select,
+)
+from .uids import is_valid_uid
+
+INCOMING_PREFIX = "incoming/"
+REJECTED_PREFIX = "rejected/"
+
+
+class Reason(int, Enum):
+    """FailureReason codes (PS3.18 §10.5.3, Table 10.5.3-3; PS3.7 Annex C)."""
+
+    PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    OUT_OF_RESOURCES = 0xA700
+    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+    TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+    #: Study Instance UID of the instance differs from the one in the request URL.
+    STUDY_UID_MISMATCH = 0xA901
+
+
+class InvalidInstance(Exception):
+    """One instance cannot be stored; STOW reports it in FailedSOPSequence."""
+
+    def __init__(self, reason: Reason, message: str, sop_class_uid: str = "", sop_uid: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.sop_class_uid = sop_class_uid
+        self.sop_uid = sop_uid
+
+
+def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    return f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}.dcm"
+
+
+def parse_part10(data: bytes) -> Dataset:
+    """Read a DICOM Part-10 object, refusing anything that is not one or is cut short."""
+    if len(data) < 132:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"not a DICOM Part-10 file ({len(data)} bytes)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            raise InvalidInstance(
+                Reason.CANNOT_UNDERSTAND, "not a DICOM Part-10 file (no 'DICM' prefix after the preamble)"
+            ) from None
+        except Exception as exc:  # pydicom raises many types on corrupt input
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
+    for w in caught:
+        text = str(w.message)
+        if "End of file" in text or "delimiter" in text.lower():
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "DICOM file is truncated (an item or sequence is cut short)")
+    tags = list(ds.keys())
+    if tags:
+        last = ds.get_item(tags[-1])
+        if (
+            isinstance(last, RawDataElement)
+            and last.length != 0xFFFFFFFF
+            and last.value is not None
+            and len(last.value) < last.length
+        ):
+            raise InvalidInstance(
+                Reason.CANNOT_UNDERSTAND,
+                f"DICOM file is truncated: element ({last.tag.group:04X},{last.tag.element:04X}) "
+                f"declares {last.length} bytes but only {len(last.value)} are present",
+            )
+    tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if not tsuid:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
+    return ds
+
+
+def _required_uid(ds: Dataset, keyword: str) -> str:
+    try:
+        value = str(ds.get(keyword, "") or "").strip()
+    except Exception:
+        value = ""
+    if not value:
+        raise InvalidInstance(Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing",
+                              str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
+    if not is_valid_uid(value):
+        raise InvalidInstance(Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is not a valid UID",
+                              str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
+    return value
+
+
+def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000) -> InstanceRecord:
+    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``)."""
+    sop_class = _required_uid(ds, "SOPClassUID")
+    sop_uid = _required_uid(ds, "SOPInstanceUID")
+    study_uid = _required_uid(ds, "StudyInstanceUID")
+    series_uid = _required_uid(ds, "SeriesInstanceUID")
+    try:
+        study, series, instance = (
+            select(ds, STUDY_KEYWORDS), select(ds, SERIES_KEYWORDS), select(ds, INSTANCE_KEYWORDS)
+        )
+        metadata = dicom_json.metadata(ds)
+    except Exception as exc:
+        raise InvalidInstance(
+            Reason.CANNOT_UNDERSTAND, f"an attribute cannot be decoded ({type(exc).__name__})", sop_class, sop_uid
+        ) from None
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        frames = 1
+    meta_size = len(repr(metadata))
+    return InstanceRecord(
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        study=study,
+        series=series,
+        instance=instance,
+        size=len(data),
+        md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an ETag-style content check, not security
+        number_of_frames=frames,
+        metadata=metadata if meta_size <= max_metadata_bytes else None,
+    )
+
+
+class Stored(Enum):
+    NEW = "new"
+    IDENTICAL_DUPLICATE = "identical-duplicate"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    record: InstanceRecord
+    key: str
+    outcome: Stored
+
+
+def ingest(
+    data: bytes,
+    *,
+    index: MetadataIndex,
+    blobs: BlobStore,
+    place: Callable[[str], None] | None = None,
+    expected_study_uid: str | None = None,
+    max_metadata_bytes: int = 300_000,
+) -> IngestResult:
+    """Store and index one Part-10 object, exactly once.
+
+    ``place(key)`` puts the bytes at the canonical key; by default ``blobs.put``. The S3-drop indexer
+    passes a server-side copy instead. If indexing fails, an object placed by this call is removed
+    again, so no object is left without its index entry.
+    """
+    ds = parse_part10(data)
+    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
+    if expected_study_uid is not None and record.study_uid != expected_study_uid:
+        raise InvalidInstance(
+            Reason.STUDY_UID_MISMATCH,
+            f"the instance belongs to study {record.study_uid}, not to the study in the request URL",
+            record.sop_class_uid,
+            record.sop_uid,
+        )
+    key = instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    existing = index.indexed_md5(record.study_uid, record.series_uid, record.sop_uid)
+    if existing is not None:
+        if existing == record.md5:
+            return IngestResult(record, key, Stored.IDENTICAL_DUPLICATE)
+        raise InvalidInstance(
+            Reason.DUPLICATE_SOP_INSTANCE,
+            "an instance with this SOP Instance UID is already stored with different content",
+            record.sop_class_uid,
+            record.sop_uid,
+        )
+    (place or (lambda k: blobs.put(k, data)))(key)
+    try:
+        outcome = index.add_instance(record)
+    except Exception:
+        blobs.delete(key)
+        raise
+    if outcome is AddOutcome.ALREADY_INDEXED:
+        # A concurrent writer indexed it between our check and our write: identical by UID.
+        return IngestResult(record, key, Stored.IDENTICAL_DUPLICATE)
+    return IngestResult(record, key, Stored.NEW)

@@ -1,0 +1,79 @@
+"""The storage interfaces the services depend on. Adapters live in ``dicomweb_server.adapters``;
+one contract test suite (tests/unit/test_contract.py) runs against every implementation."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+from .qido import Query
+from .records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+
+
+class BlobNotFound(KeyError):
+    """No object under that key."""
+
+
+class AddOutcome(Enum):
+    ADDED = "added"
+    ALREADY_INDEXED = "already-indexed"
+
+
+class BlobStore(Protocol):
+    """Where Part-10 objects live (S3 in the cloud)."""
+
+    def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes, or ``BlobNotFound``."""
+        ...
+
+    def copy(self, source_key: str, target_key: str) -> None: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+        ...
+
+
+class MetadataIndex(Protocol):
+    """The searchable index of stored instances (DynamoDB in the cloud)."""
+
+    def indexed_md5(self, study_uid: str, series_uid: str, sop_uid: str) -> str | None:
+        """MD5 of the instance if it is indexed, else None (read-after-write consistent)."""
+        ...
+
+    def add_instance(self, record: InstanceRecord) -> AddOutcome:
+        """Index one instance and update its study and series aggregates exactly once.
+
+        Adding an instance that is already indexed changes nothing and returns ``ALREADY_INDEXED``.
+        """
+        ...
+
+    def get_study(self, study_uid: str) -> StudySummary | None: ...
+
+    def search_studies(self, query: Query) -> tuple[list[StudySummary], bool]:
+        """Matching studies (newest StudyDate first, then UID) for the query's page, and whether more exist."""
+        ...
+
+    def search_series(self, study_uid: str, query: Query) -> tuple[list[SeriesSummary], bool]:
+        """Matching series of a study, by SeriesNumber then UID."""
+        ...
+
+    def search_instances(
+        self, study_uid: str, series_uid: str | None, query: Query
+    ) -> tuple[list[StoredInstance], bool]:
+        """Matching instances of a study or series, by series then InstanceNumber then UID."""
+        ...
+
+    def list_instances(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uid: str | None = None,
+        *,
+        with_metadata: bool = False,
+    ) -> list[StoredInstance]:
+        """Every indexed instance under the given study / series / instance, in retrieve order.
+
+        ``with_metadata`` also loads each instance's stored WADO-RS metadata."""
+        ...

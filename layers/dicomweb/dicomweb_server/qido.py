@@ -1,0 +1,376 @@
+"""QIDO-RS: query parsing, attribute matching and result building (PS3.18 §10.6, PS3.4 §C.2.2.2).
+
+Matching is done here, on the stored DICOM JSON, for every backend: the index adapters only choose
+which candidates to read (a driving key), so in-memory and DynamoDB searches cannot disagree.
+
+Person names (PN) match case- and accent-insensitively. A query without ``^`` is a family name:
+``THOMPSON`` finds ``THOMPSON^ALEX``. With ``^`` each given component must match the component at
+the same position (``SIIM^Joe`` finds ``SIIM^JOE``) and components left out match anything.
+``*`` and ``?`` are wildcards, inside a component or across the whole name (``*JOE*``).
+``fuzzymatching=true`` makes every word of the query match the start of some word of the name.
+Other string attributes match case-sensitively, with the same wildcards; UIDs and code strings take
+comma- or backslash-separated lists; dates and times take ranges ``a-b``, ``-b``, ``a-``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+from pydicom.datadict import dictionary_VR
+
+from . import dicom_json as dj
+from .errors import BadRequest
+from .records import (
+    INSTANCE_DEFAULT,
+    INSTANCE_KEYWORDS,
+    SERIES_DEFAULT,
+    SERIES_KEYWORDS,
+    STUDY_DEFAULT,
+    STUDY_KEYWORDS,
+    DicomJson,
+    SeriesSummary,
+    StoredInstance,
+    StudySummary,
+)
+
+
+class Level(Enum):
+    STUDY = "study"
+    SERIES = "series"
+    INSTANCE = "instance"
+
+
+MODALITIES_IN_STUDY = "00080061"
+_COMPUTED_STUDY = {MODALITIES_IN_STUDY: "CS", "00201206": "IS", "00201208": "IS", "00080056": "CS"}
+_COMPUTED_SERIES = {"00201209": "IS", "00080056": "CS"}
+_COMPUTED_INSTANCE = {"00080056": "CS"}
+RETRIEVE_URL = "00081190"
+CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+_NUMERIC = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
+_LIST_VRS = {"UI", "CS"}
+
+
+def _keys(keywords: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dj.tag_key(k) for k in keywords)
+
+
+_SEARCHABLE = {
+    Level.STUDY: set(_keys(STUDY_KEYWORDS)) | {MODALITIES_IN_STUDY},
+    Level.SERIES: set(_keys(SERIES_KEYWORDS)),
+    Level.INSTANCE: set(_keys(INSTANCE_KEYWORDS)) | set(_keys(SERIES_KEYWORDS)),
+}
+_DEFAULT_RETURN = {
+    Level.STUDY: set(_keys(STUDY_DEFAULT)) | set(_COMPUTED_STUDY),
+    Level.SERIES: set(_keys(SERIES_DEFAULT)) | set(_COMPUTED_SERIES) | {"00080005", "00080201"},
+    Level.INSTANCE: set(_keys(INSTANCE_DEFAULT)) | set(_COMPUTED_INSTANCE) | {"00080005", "00080201"},
+}
+
+
+def normalize_pn(text: str) -> str:
+    """Upper-case, accent-free person name with trimmed components and no trailing empty ones."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c)).upper().replace("ß", "SS")
+    parts = [p.strip() for p in plain.split("=")[0].split("^")]
+    while parts and not parts[-1]:
+        parts.pop()
+    return "^".join(parts)
+
+
+def _wildcard(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(body, flags | re.DOTALL)
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit() or c == ".")
+
+
+def _time_key(text: str) -> float:
+    text = text.replace(":", "").strip()
+    whole, _, frac = text.partition(".")
+    whole = (whole + "000000")[:6]
+    try:
+        return float(f"{whole}.{frac or '0'}")
+    except ValueError as exc:
+        raise BadRequest(f"{text!r} is not a DICOM time (HHMMSS.FFFFFF)") from exc
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One matching key of a query, e.g. ``PatientName=SMITH*``."""
+
+    key: str
+    vr: str
+    raw: str
+    fuzzy: bool = False
+
+    @cached_property
+    def universal(self) -> bool:
+        return self.raw == "" or self.raw == "*"
+
+    @cached_property
+    def choices(self) -> tuple[str, ...]:
+        if self.vr in _LIST_VRS:
+            return tuple(v.strip() for v in re.split(r"[\\,]", self.raw) if v.strip())
+        return (self.raw,)
+
+    @cached_property
+    def date_range(self) -> tuple[str, str] | None:
+        """(low, high) inclusive for DA/DT/TM range queries; '' means open."""
+        if self.vr not in ("DA", "DT", "TM") or "-" not in self.raw:
+            return None
+        low, _, high = self.raw.partition("-")
+        return _digits(low), _digits(high)
+
+    def validate(self) -> None:
+        if self.vr == "SQ":
+            raise BadRequest(f"sequence matching is not supported ({dj.keyword_of(self.key)})")
+        if self.vr == "DA" and not self.universal:
+            for part in self.date_range or (self.raw,):
+                digits = _digits(part).replace(".", "")
+                if part and (len(digits) != 8 or not digits.isdigit()):
+                    raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: dates are YYYYMMDD or ranges a-b")
+        if self.vr == "TM" and not self.universal:
+            for part in self.date_range or (self.raw,):
+                if part:
+                    _time_key(part)
+        if self.vr == "UI" and not self.universal:
+            from .uids import validate_uid
+
+            for uid in self.choices:
+                validate_uid(uid, dj.keyword_of(self.key))
+        if self.vr in _NUMERIC and not self.universal:
+            try:
+                float(self.raw)
+            except ValueError as exc:
+                raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r} is not a number") from exc
+
+    def matches(self, attrs: DicomJson) -> bool:
+        if self.universal:
+            return True
+        found = dj.text_values(attrs, self.key) if self.vr == "PN" else dj.values(attrs, self.key)
+        if not found:
+            return False
+        return any(self._match_one(v) for v in found)
+
+    def _match_one(self, value: Any) -> bool:
+        if self.vr == "PN":
+            return self._match_pn(str(value))
+        if self.vr in _NUMERIC:
+            try:
+                return float(value) == float(self.raw)
+            except (TypeError, ValueError):
+                return False
+        text = str(value)
+        if self.date_range is not None:
+            low, high = self.date_range
+            if self.vr == "TM":
+                key = _time_key(text)
+                return (not low or key >= _time_key(low)) and (not high or key <= _time_key(high))
+            key_s = _digits(text).replace(".", "") if self.vr == "DA" else _digits(text)
+            return (not low or key_s >= low.replace(".", "")) and (
+                not high or key_s[: len(high.replace(".", ""))] <= high.replace(".", "")
+            )
+        if self.vr in ("DA",):
+            return _digits(text).replace(".", "") == _digits(self.raw).replace(".", "")
+        if self.vr == "TM":
+            return _time_key(text) == _time_key(self.raw)
+        return any(_wildcard(choice).fullmatch(text) for choice in self.choices)
+
+    @cached_property
+    def _pn_query(self) -> str:
+        return normalize_pn(self.raw)
+
+    def _match_pn(self, value: str) -> bool:
+        name = normalize_pn(value)
+        query = self._pn_query
+        if self.fuzzy:
+            words = [w for w in re.split(r"[\s^,]+", name) if w]
+            return all(
+                any(_wildcard(q + "*").fullmatch(w) for w in words) for q in re.split(r"[\s^,]+", query) if q
+            )
+        if ("*" in query or "?" in query) and _wildcard(query).fullmatch(name):
+            return True
+        have = name.split("^")
+        for i, component in enumerate(query.split("^")):
+            if component == "" or component == "*":
+                continue
+            if i >= len(have) or not _wildcard(component).fullmatch(have[i]):
+                return False
+        return True
+
+    def literal_prefix(self) -> str:
+        """For PN: the normalized text before the first wildcard (empty if none or fuzzy)."""
+        if self.fuzzy:
+            return ""
+        return re.split(r"[*?]", self._pn_query, maxsplit=1)[0]
+
+    @property
+    def is_literal(self) -> bool:
+        return not self.universal and "*" not in self.raw and "?" not in self.raw
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed QIDO-RS request at one level (PS3.18 §10.6.1)."""
+
+    level: Level
+    predicates: tuple[Predicate, ...] = ()
+    includefields: frozenset[str] = frozenset()
+    include_all: bool = False
+    limit: int = 100
+    offset: int = 0
+    fuzzy: bool = False
+    warnings: tuple[str, ...] = field(default=())
+
+    def predicate(self, keyword_or_tag: str) -> Predicate | None:
+        key = dj.tag_key(keyword_or_tag)
+        for p in self.predicates:
+            if p.key == key and not p.universal:
+                return p
+        return None
+
+    def matches(self, attrs: DicomJson) -> bool:
+        return all(p.matches(attrs) for p in self.predicates)
+
+    def wants(self, key: str) -> bool:
+        return (
+            self.include_all
+            or key in _DEFAULT_RETURN[self.level]
+            or key in self.includefields
+            or any(p.key == key for p in self.predicates)
+        )
+
+
+def parse_query(
+    params: Sequence[tuple[str, str]],
+    level: Level,
+    *,
+    default_limit: int = 100,
+    max_limit: int = 1000,
+) -> Query:
+    """Parse QIDO-RS query parameters (name/value pairs, repeats allowed) or raise ``BadRequest``."""
+    predicates: dict[str, Predicate] = {}
+    includes: set[str] = set()
+    include_all = False
+    limit, offset, fuzzy = default_limit, 0, False
+    warnings: list[str] = []
+    for name, value in params:
+        lname = name.strip().lower()
+        if lname == "includefield":
+            for item in value.split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                if item.lower() == "all":
+                    include_all = True
+                else:
+                    includes.add(dj.tag_key(item))
+        elif lname in ("limit", "offset"):
+            try:
+                number = int(value)
+            except ValueError as exc:
+                raise BadRequest(f"{lname}={value!r} is not a whole number") from exc
+            if number < 0 or (lname == "limit" and number == 0):
+                raise BadRequest(f"{lname}={value} is out of range")
+            if lname == "offset":
+                offset = number
+            elif number > max_limit:
+                warnings.append(f"The limit {number} exceeds the maximum of {max_limit}; it was lowered to {max_limit}")
+                limit = max_limit
+            else:
+                limit = number
+        elif lname == "fuzzymatching":
+            if value.lower() not in ("true", "false"):
+                raise BadRequest(f"fuzzymatching={value!r}: expected true or false")
+            fuzzy = value.lower() == "true"
+        else:
+            try:
+                key = dj.tag_key(name)
+            except BadRequest as exc:
+                raise BadRequest(
+                    f"unknown query parameter {name!r}: expected a DICOM keyword or tag, "
+                    f"or one of {', '.join(sorted(CONTROL_PARAMS))}"
+                ) from exc
+            if key not in _SEARCHABLE[level]:
+                raise BadRequest(
+                    f"{dj.keyword_of(key)} ({key}) is not searchable at the {level.value} level; "
+                    f"searchable: {', '.join(sorted(dj.keyword_of(k) for k in _SEARCHABLE[level]))}"
+                )
+            vr = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+            if key in predicates and predicates[key].raw != value:
+                raise BadRequest(f"{dj.keyword_of(key)} is given twice with different values")
+            predicates[key] = Predicate(key, vr, value.strip())
+    preds = tuple(Predicate(p.key, p.vr, p.raw, fuzzy) for p in predicates.values())
+    for p in preds:
+        p.validate()
+    return Query(level, preds, frozenset(includes), include_all, limit, offset, fuzzy, tuple(warnings))
+
+
+def _filtered(attrs: DicomJson, query: Query) -> DicomJson:
+    return {k: v for k, v in attrs.items() if query.wants(k)}
+
+
+def _sorted(attrs: DicomJson) -> DicomJson:
+    return {k: attrs[k] for k in sorted(attrs)}
+
+
+def study_attrs_with_aggregates(study: StudySummary) -> DicomJson:
+    """A study's stored attributes plus the computed ones (ModalitiesInStudy, counts, availability)."""
+    attrs = dict(study.attrs)
+    attrs[MODALITIES_IN_STUDY] = dj.element("CS", *sorted(study.modalities))
+    attrs["00201206"] = dj.element("IS", study.series_count)
+    attrs["00201208"] = dj.element("IS", study.instance_count)
+    attrs["00080056"] = dj.element("CS", "ONLINE")
+    return attrs
+
+
+def study_result(study: StudySummary, query: Query, base_url: str) -> DicomJson:
+    attrs = _filtered(study_attrs_with_aggregates(study), query)
+    attrs[RETRIEVE_URL] = dj.element("UR", f"{base_url}/studies/{study.study_uid}")
+    return _sorted(attrs)
+
+
+def series_attrs_with_aggregates(series: SeriesSummary) -> DicomJson:
+    attrs = dict(series.attrs)
+    attrs["00201209"] = dj.element("IS", series.instance_count)
+    attrs["00080056"] = dj.element("CS", "ONLINE")
+    return attrs
+
+
+def series_result(series: SeriesSummary, query: Query, base_url: str) -> DicomJson:
+    attrs = _filtered(series_attrs_with_aggregates(series), query)
+    attrs[RETRIEVE_URL] = dj.element("UR", f"{base_url}/studies/{series.study_uid}/series/{series.series_uid}")
+    return _sorted(attrs)
+
+
+def instance_attrs(instance: StoredInstance) -> DicomJson:
+    attrs = {**instance.series_attrs, **instance.attrs}
+    attrs["00080056"] = dj.element("CS", "ONLINE")
+    attrs.setdefault("0020000D", dj.element("UI", instance.study_uid))
+    return attrs
+
+
+def instance_result(instance: StoredInstance, query: Query, base_url: str) -> DicomJson:
+    attrs = _filtered(instance_attrs(instance), query)
+    # Series attributes a client needs to place the instance (PS3.18 Table 10.6.3-5 for /instances).
+    for key in ("00080060", "0020000E", "00200011"):
+        if key in instance.series_attrs:
+            attrs[key] = instance.series_attrs[key]
+    attrs[RETRIEVE_URL] = dj.element(
+        "UR",
+        f"{base_url}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}",
+    )
+    return _sorted(attrs)
+
+
+def page(items: Sequence[Any], query: Query) -> tuple[list[Any], bool]:
+    """Apply offset/limit to a list of matches; True when more results exist beyond the page."""
+    window = list(items[query.offset : query.offset + query.limit + 1])
+    return window[: query.limit], len(window) > query.limit

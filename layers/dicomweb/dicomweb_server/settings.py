@@ -1,0 +1,63 @@
+"""Settings, parsed once at cold start into a frozen dataclass.
+
+Rule: an explicit argument beats an environment variable beats the default. No other module reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: A buffered Lambda response is capped at 6 MB after base64 (4/3 growth): about 4.4 MB raw.
+DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
+#: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
+DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    bucket_name: str = "dicomweb-local"
+    table_name: str = "dicomweb-index"
+    #: Absolute base URL of the DICOMweb service as clients see it; derived from each request when empty.
+    public_base_url: str = ""
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    qido_default_limit: int = 100
+    qido_max_limit: int = 1000
+    #: Part-10 objects larger than this are indexed without their metadata in DynamoDB (read from S3).
+    max_indexed_metadata_bytes: int = 300_000
+
+    def __post_init__(self) -> None:
+        if not self.bucket_name or not self.table_name:
+            raise ValueError("bucket_name and table_name must be set")
+        for name in ("max_request_bytes", "max_response_bytes", "qido_default_limit", "qido_max_limit"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.qido_default_limit > self.qido_max_limit:
+            raise ValueError("qido_default_limit must not exceed qido_max_limit")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        text = {"bucket_name": "BUCKET_NAME", "table_name": "TABLE_NAME", "public_base_url": "PUBLIC_BASE_URL"}
+        numbers = {
+            "max_request_bytes": "MAX_REQUEST_BYTES",
+            "max_response_bytes": "MAX_RESPONSE_BYTES",
+            "qido_default_limit": "QIDO_DEFAULT_LIMIT",
+            "qido_max_limit": "QIDO_MAX_LIMIT",
+            "max_indexed_metadata_bytes": "MAX_INDEXED_METADATA_BYTES",
+        }
+        for field, var in text.items():
+            if env.get(var):
+                values[field] = env[var]
+        for field, var in numbers.items():
+            if env.get(var):
+                try:
+                    values[field] = int(env[var])
+                except ValueError as exc:
+                    raise ValueError(f"{var} must be an integer, got {env[var]!r}") from exc
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

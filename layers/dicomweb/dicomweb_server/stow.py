@@ -1,0 +1,138 @@
+"""STOW-RS: store instances from a ``multipart/related`` request (PS3.18 §10.5).
+
+Each part is stored and indexed on its own: a bad part is reported in FailedSOPSequence with a
+FailureReason and leaves nothing behind, while the valid parts of the same request are stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import dicom_json as dj
+from . import multipart
+from .errors import BadRequest, UnsupportedMediaType
+from .ingest import InvalidInstance, Reason, ingest
+from .media import DICOM, DICOM_JSON, DICOM_XML, MediaType
+from .ports import BlobStore, MetadataIndex
+from .records import DicomJson
+
+
+@dataclass(frozen=True)
+class StoredRef:
+    sop_class_uid: str
+    sop_uid: str
+    retrieve_url: str
+
+
+@dataclass(frozen=True)
+class FailedRef:
+    sop_class_uid: str
+    sop_uid: str
+    reason: int
+    message: str
+
+
+@dataclass
+class StowOutcome:
+    stored: list[StoredRef] = field(default_factory=list)
+    failed: list[FailedRef] = field(default_factory=list)
+    study_uids: set[str] = field(default_factory=set)
+
+    @property
+    def status(self) -> int:
+        """200 all stored, 202 some failed, 409 none stored (PS3.18 Table 10.5.3-1)."""
+        if not self.failed:
+            return 200
+        return 202 if self.stored else 409
+
+
+def check_request_type(content_type: MediaType) -> None:
+    """Refuse request bodies STOW-RS cannot take, before reading them."""
+    multipart.boundary_of(content_type)
+    part_type = (content_type.param("type") or DICOM).lower()
+    if part_type in (DICOM_JSON, DICOM_XML):
+        raise UnsupportedMediaType(
+            f"STOW-RS with {part_type} metadata and bulk data is not supported yet; send "
+            f'multipart/related; type="{DICOM}" parts'
+        )
+    if part_type != DICOM:
+        raise UnsupportedMediaType(
+            f'multipart/related; type="{part_type}" is not a STOW-RS request; expected type="{DICOM}"'
+        )
+
+
+def store(
+    body: bytes,
+    content_type: MediaType,
+    *,
+    index: MetadataIndex,
+    blobs: BlobStore,
+    base_url: str,
+    study_uid: str | None = None,
+    max_metadata_bytes: int = 300_000,
+) -> StowOutcome:
+    """Store every ``application/dicom`` part of a STOW-RS request body."""
+    check_request_type(content_type)
+    parts = multipart.decode(body, content_type)
+    outcome = StowOutcome()
+    for part in parts:
+        ptype = part.content_type.type if part.content_type else DICOM
+        if ptype != DICOM:
+            outcome.failed.append(FailedRef("", "", Reason.CANNOT_UNDERSTAND,
+                                            f"part {part.index + 1} has Content-Type {ptype}, not {DICOM}"))
+            continue
+        try:
+            result = ingest(part.body, index=index, blobs=blobs, expected_study_uid=study_uid,
+                            max_metadata_bytes=max_metadata_bytes)
+        except InvalidInstance as exc:
+            outcome.failed.append(FailedRef(exc.sop_class_uid, exc.sop_uid, exc.reason,
+                                            f"part {part.index + 1}: {exc.message}"))
+            continue
+        rec = result.record
+        outcome.study_uids.add(rec.study_uid)
+        outcome.stored.append(StoredRef(
+            rec.sop_class_uid,
+            rec.sop_uid,
+            f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
+        ))
+    return outcome
+
+
+def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None = None) -> DicomJson:
+    """The Store Instances Response Module (PS3.18 §10.5.3.2) as DICOM JSON."""
+    out: DicomJson = {}
+    study = study_uid or (next(iter(outcome.study_uids)) if len(outcome.study_uids) == 1 else None)
+    if study and outcome.stored:
+        out["00081190"] = dj.element("UR", f"{base_url}/studies/{study}")
+    if outcome.failed:
+        out["00081198"] = dj.element("SQ", *[
+            {
+                "00081150": dj.element("UI", *([f.sop_class_uid] if f.sop_class_uid else [])),
+                "00081155": dj.element("UI", *([f.sop_uid] if f.sop_uid else [])),
+                "00081197": dj.element("US", int(f.reason)),
+                "00000902": dj.element("LO", f.message[:64]),
+            }
+            for f in outcome.failed
+        ])
+    if outcome.stored:
+        out["00081199"] = dj.element("SQ", *[
+            {
+                "00081150": dj.element("UI", s.sop_class_uid),
+                "00081155": dj.element("UI", s.sop_uid),
+                "00081190": dj.element("UR", s.retrieve_url),
+            }
+            for s in outcome.stored
+        ])
+    return dict(sorted(out.items()))
+
+
+def require_body_size(length: int | None, limit: int) -> None:
+    if length is not None and length > limit:
+        from .errors import PayloadTooLarge
+
+        raise PayloadTooLarge(
+            f"the request body is {length} bytes; this server accepts at most {limit} bytes per STOW-RS "
+            "request: send fewer instances per request, or drop large files into the bucket's incoming/ prefix"
+        )
+    if length == 0:
+        raise BadRequest("the request body is empty")

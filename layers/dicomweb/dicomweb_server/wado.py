@@ -1,0 +1,175 @@
+"""WADO-RS: retrieve studies, series and instances as Part-10 objects, and their metadata
+(PS3.18 §10.4).
+
+Sizes come from the index, so an oversized response is refused (413) before any object is read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import multipart
+from .errors import NotAcceptable, NotFound, PayloadTooLarge
+from .media import DICOM, MULTIPART_RELATED, MediaType, negotiate_json, parse_accept
+from .ports import BlobStore
+from .records import DicomJson, StoredInstance
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+_NATIVE = {EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.2"}
+#: Multipart framing per part (boundary line and headers), for size planning.
+_PART_OVERHEAD = 200
+
+
+@dataclass(frozen=True)
+class InstanceFormat:
+    """How the client wants instances: multipart or a single ``application/dicom`` body, and in which
+    transfer syntax (None = as stored)."""
+
+    multipart: bool
+    transfer_syntax: str | None
+
+
+def negotiate_instances(accept: str | None, *, single_allowed: bool) -> InstanceFormat:
+    """Choose the representation of a retrieve of instances (PS3.18 §8.7.3.5.2, Table 8.7.3-2)."""
+    ranges = parse_accept(accept)
+    for r in ranges:
+        ts = r.param("transfer-syntax")
+        ts = None if ts in (None, "*") else ts
+        if r.type == MULTIPART_RELATED:
+            part = (r.param("type") or DICOM).lower()
+            if part in (DICOM, "*/*", "application/*"):
+                return InstanceFormat(True, ts)
+        elif r.type == DICOM and single_allowed:
+            return InstanceFormat(False, ts)
+        elif r.type in ("*/*", "application/*"):
+            return InstanceFormat(True, None)
+    offered = 'multipart/related; type="application/dicom"' + (", application/dicom" if single_allowed else "")
+    raise NotAcceptable(f"cannot satisfy Accept: {accept}; this resource is available as {offered}")
+
+
+def negotiate_metadata(accept: str | None) -> str:
+    return negotiate_json(accept, "metadata")
+
+
+def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, base_url: str) -> None:
+    planned = sum(i.size + _PART_OVERHEAD for i in instances)
+    if planned <= limit:
+        return
+    series = sorted({i.series_uid for i in instances})
+    hint = (
+        "retrieve its series one by one"
+        if len(series) > 1
+        else "retrieve its instances one by one"
+    )
+    first = instances[0]
+    example = (
+        f"{base_url}/studies/{first.study_uid}/series/{series[0]}"
+        if len(series) > 1
+        else f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}/instances/{first.sop_uid}"
+    )
+    raise PayloadTooLarge(
+        f"the {resource} is {planned} bytes, above this server's response limit of {limit} bytes; "
+        f"{hint} (for example {example})"
+    )
+
+
+def _transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
+    from pydicom import dcmread
+
+    ds = dcmread(io.BytesIO(data))
+    if source not in _NATIVE:
+        if target not in _NATIVE:
+            raise NotAcceptable(f"cannot transcode instance {sop_uid} from {source} to {target}")
+        try:
+            ds.decompress()
+        except Exception:
+            raise NotAcceptable(
+                f"instance {sop_uid} is stored as {source} and cannot be decompressed here; "
+                "ask with transfer-syntax=* to receive it as stored"
+            ) from None
+    elif target not in _NATIVE:
+        raise NotAcceptable(
+            f"instance {sop_uid} is stored as {source}; compressing to {target} is not supported, "
+            "ask with transfer-syntax=* to receive it as stored"
+        )
+    ds.file_meta.TransferSyntaxUID = target
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def load_instances(
+    instances: Sequence[StoredInstance], blobs: BlobStore, fmt: InstanceFormat
+) -> list[tuple[bytes, str]]:
+    """The Part-10 bytes of each instance in the requested transfer syntax, with that syntax."""
+    from .ingest import instance_key
+
+    out: list[tuple[bytes, str]] = []
+    for inst in instances:
+        data = blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
+        ts = inst.transfer_syntax_uid
+        if fmt.transfer_syntax and fmt.transfer_syntax != ts:
+            data = _transcode(data, ts, fmt.transfer_syntax, inst.sop_uid)
+            ts = fmt.transfer_syntax
+        out.append((data, ts))
+    return out
+
+
+def render_instances(
+    instances: Sequence[StoredInstance],
+    blobs: BlobStore,
+    fmt: InstanceFormat,
+    *,
+    boundary: str | None = None,
+) -> tuple[bytes, str]:
+    """The response body and Content-Type for a retrieve of ``instances``."""
+    if not instances:
+        raise NotFound("no instances")
+    loaded = load_instances(instances, blobs, fmt)
+    if not fmt.multipart:
+        data, ts = loaded[0]
+        return data, str(MediaType(DICOM, {"transfer-syntax": ts}))
+    parts = [
+        (data, {"Content-Type": str(MediaType(DICOM, {"transfer-syntax": ts}))})
+        for data, ts in loaded
+    ]
+    return multipart.encode(parts, DICOM, boundary=boundary)
+
+
+def _unpack(meta: object) -> DicomJson | None:
+    if meta is None:
+        return None
+    if isinstance(meta, bytes | bytearray):
+        return json.loads(zlib.decompress(meta))  # type: ignore[no-any-return]
+    return meta  # type: ignore[return-value]
+
+
+def metadata(instances: Sequence[StoredInstance], blobs: BlobStore) -> list[DicomJson]:
+    """WADO-RS metadata for each instance (PS3.18 §10.4.1.1.2), without bulk data."""
+    from . import dicom_json
+    from .ingest import instance_key, parse_part10
+
+    out: list[DicomJson] = []
+    for inst in instances:
+        meta = _unpack(inst.metadata)
+        if meta is None:  # too large for the index: read it from the object
+            ds = parse_part10(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid)))
+            meta = dicom_json.metadata(ds)
+        out.append(meta)
+    return out
+
+
+__all__ = [
+    "InstanceFormat",
+    "check_size",
+    "metadata",
+    "negotiate_instances",
+    "negotiate_metadata",
+    "render_instances",
+
+]

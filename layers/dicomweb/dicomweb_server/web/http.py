@@ -1,0 +1,56 @@
+"""Request helpers shared by the route modules: base URL, UIDs from the path, JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..settings import Settings
+from ..uids import validate_uid
+
+_NAMES = {"study": "Study Instance UID", "series": "Series Instance UID", "instance": "SOP Instance UID"}
+
+
+def path_uid(request: Request, name: str) -> str:
+    return validate_uid(str(request.path_params[name]), _NAMES.get(name, name))
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """The absolute DICOMweb base URL as the client addressed it (for RetrieveURL and friends).
+
+    Behind API Gateway the stage (and any custom base path) is not part of the routed path, so it
+    is recovered from the Lambda event: ``requestContext.path`` ends with the routed ``path``.
+    """
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    headers = request.headers
+    event = request.scope.get("aws.event") or {}
+    host = headers.get("x-forwarded-host") or headers.get("host") or "localhost"
+    proto = headers.get("x-forwarded-proto") or request.url.scheme or "https"
+    prefix = request.scope.get("root_path", "")
+    if event:
+        routed = str(event.get("path") or "")
+        full = str((event.get("requestContext") or {}).get("path") or "")
+        if routed and full.endswith(routed):
+            prefix = full[: len(full) - len(routed)]
+        elif full and not routed:
+            prefix = full.rstrip("/")
+        if host.endswith(".amazonaws.com") and "x-forwarded-proto" not in headers:
+            proto = "https"
+    return f"{proto}://{host}{prefix}".rstrip("/")
+
+
+def json_response(body: Any, status: int = 200, media_type: str = "application/dicom+json",
+                  headers: dict[str, str] | None = None) -> Response:
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return Response(payload, status_code=status, media_type=media_type, headers=headers)
+
+
+def warning_header(messages: list[str], request: Request) -> dict[str, str]:
+    if not messages:
+        return {}
+    agent = request.headers.get("host", "dicomweb")
+    return {"Warning": ", ".join(f'299 {agent} "{m.replace(chr(34), chr(39))}"' for m in messages)}

@@ -1,0 +1,60 @@
+"""The Lambda side of the HTTP layer: the only module that knows about Mangum and the Lambda context.
+
+``functions/<name>/app.py`` calls ``api_handler("search")`` (etc.) once at cold start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+
+from ..settings import Settings
+from .app import create_app
+
+TEXT_TYPES = ["application/json", "application/dicom+json", "application/dicom+xml", "text/", "application/xml"]
+
+logger = Logger()
+metrics = Metrics()
+copy_config_to_registered_loggers(source_logger=logger, include={"dicomweb"})
+logging.getLogger("dicomweb").setLevel(logger.log_level)
+
+
+def aws_ports(settings: Settings) -> tuple[Any, Any]:
+    """The S3 blob store and DynamoDB index, with boto3 clients built once per cold start."""
+    import boto3
+
+    from ..adapters.dynamodb import DynamoDbIndex
+    from ..adapters.s3 import S3BlobStore
+
+    session = boto3.session.Session()
+    return (
+        DynamoDbIndex(session.client("dynamodb"), settings.table_name),
+        S3BlobStore(session.client("s3"), settings.bucket_name),
+    )
+
+
+def api_handler(service: str, settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler serving one DICOMweb service behind API Gateway (REST, proxy integration)."""
+    settings = settings or Settings.from_env()
+    index, blobs = aws_ports(settings)
+    asgi = Mangum(create_app(settings, index=index, blobs=blobs, services=[service]), lifespan="off",
+                  text_mime_types=TEXT_TYPES)
+
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response: dict[str, Any] = asgi(event, context)
+        status = int(response.get("statusCode", 500))
+        metrics.add_dimension(name="operation", value=service)
+        metrics.add_metric(name=f"status{status // 100}xx", unit=MetricUnit.Count, value=1)
+        logger.info("request", extra={"method": event.get("httpMethod"), "resource": event.get("resource"),
+                                      "status": status})
+        return response
+
+    return handler

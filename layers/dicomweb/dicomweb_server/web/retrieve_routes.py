@@ -1,0 +1,52 @@
+"""WADO-RS routes (PS3.18 §10.4): studies, series and instances, and their metadata."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import wado
+from ..errors import NotFound
+from .http import base_url, json_response, path_uid
+from .services import Services
+
+
+def _target(request: Request) -> tuple[str, str | None, str | None, str]:
+    study = path_uid(request, "study")
+    series = path_uid(request, "series") if "series" in request.path_params else None
+    sop = path_uid(request, "instance") if "instance" in request.path_params else None
+    what = "instance" if sop else "series" if series else "study"
+    return study, series, sop, what
+
+
+def routes(svc: Services) -> list[Route]:
+    def _instances(request: Request, with_metadata: bool) -> tuple[list, str]:  # type: ignore[type-arg]
+        study, series, sop, what = _target(request)
+        found = svc.index.list_instances(study, series, sop, with_metadata=with_metadata)
+        if not found:
+            uid = sop or series or study
+            raise NotFound(f"{what} {uid} is not stored here")
+        return found, what
+
+    def retrieve(request: Request) -> Response:
+        _, _, sop, _ = _target(request)
+        fmt = wado.negotiate_instances(request.headers.get("accept"), single_allowed=sop is not None)
+        found, what = _instances(request, with_metadata=False)
+        wado.check_size(found, svc.settings.max_response_bytes, what, base_url(request, svc.settings))
+        body, content_type = wado.render_instances(found, svc.blobs, fmt)
+        return Response(body, media_type=content_type, headers={"Content-Type": content_type})
+
+    def metadata(request: Request) -> Response:
+        media = wado.negotiate_metadata(request.headers.get("accept"))
+        found, _ = _instances(request, with_metadata=True)
+        return json_response(wado.metadata(found, svc.blobs), media_type=media)
+
+    return [
+        Route("/studies/{study}", retrieve, methods=["GET"]),
+        Route("/studies/{study}/metadata", metadata, methods=["GET"]),
+        Route("/studies/{study}/series/{series}", retrieve, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/metadata", metadata, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances/{instance}", retrieve, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances/{instance}/metadata", metadata, methods=["GET"]),
+    ]

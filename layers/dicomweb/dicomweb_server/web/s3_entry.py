@@ -1,0 +1,36 @@
+"""The Lambda handler for S3 ObjectCreated events (the indexer function)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import S3Event
+
+from ..drop import index_dropped
+from ..settings import Settings
+from .lambda_entry import aws_ports, logger, metrics
+
+
+def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    settings = settings or Settings.from_env()
+    index, blobs = aws_ports(settings)
+
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for record in S3Event(event).records:
+            if record.s3.bucket.name != settings.bucket_name:
+                continue
+            outcome, reason = index_dropped(record.s3.get_object.key, index=index, blobs=blobs,
+                                            max_metadata_bytes=settings.max_indexed_metadata_bytes)
+            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+            if reason is not None:
+                logger.warning("dropped file rejected", extra={"failure_reason": f"{reason:04X}"})
+            metrics.add_metric(name=f"drop_{outcome.value}", unit=MetricUnit.Count, value=1)
+        logger.info("indexed S3 drop", extra=counts)
+        return counts
+
+    return handler

@@ -1,0 +1,71 @@
+"""QIDO-RS routes (PS3.18 §10.6)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import qido
+from ..errors import NotFound
+from ..media import negotiate_json
+from .http import base_url, json_response, path_uid, warning_header
+from .services import Services
+
+MORE_RESULTS = "There are additional results that can be requested"
+
+
+def _media(request: Request) -> str:
+    return negotiate_json(request.headers.get("accept"), "the search result")
+
+
+def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
+    return qido.parse_query(list(request.query_params.multi_items()), level,
+                            default_limit=svc.settings.qido_default_limit, max_limit=svc.settings.qido_max_limit)
+
+
+def _respond(request: Request, results: list[dict[str, object]], more: bool, query: qido.Query,
+             media: str) -> Response:
+    warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
+    return json_response(results, media_type=media, headers=warning_header(warnings, request))
+
+
+def routes(svc: Services) -> list[Route]:
+    def studies(request: Request) -> Response:
+        media = _media(request)
+        query = _query(request, svc, qido.Level.STUDY)
+        found, more = svc.index.search_studies(query)
+        base = base_url(request, svc.settings)
+        return _respond(request, [qido.study_result(s, query, base) for s in found], more, query, media)
+
+    def _study_or_404(study: str) -> None:
+        if svc.index.get_study(study) is None:
+            raise NotFound(f"study {study} is not stored here")
+
+    def series(request: Request) -> Response:
+        media = _media(request)
+        study = path_uid(request, "study")
+        query = _query(request, svc, qido.Level.SERIES)
+        found, more = svc.index.search_series(study, query)
+        if not found:
+            _study_or_404(study)
+        base = base_url(request, svc.settings)
+        return _respond(request, [qido.series_result(s, query, base) for s in found], more, query, media)
+
+    def instances(request: Request) -> Response:
+        media = _media(request)
+        study = path_uid(request, "study")
+        series_uid = path_uid(request, "series") if "series" in request.path_params else None
+        query = _query(request, svc, qido.Level.INSTANCE)
+        found, more = svc.index.search_instances(study, series_uid, query)
+        if not found:
+            _study_or_404(study)
+        base = base_url(request, svc.settings)
+        return _respond(request, [qido.instance_result(i, query, base) for i in found], more, query, media)
+
+    return [
+        Route("/studies", studies, methods=["GET"]),
+        Route("/studies/{study}/series", series, methods=["GET"]),
+        Route("/studies/{study}/instances", instances, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances", instances, methods=["GET"]),
+    ]

@@ -1,0 +1,15 @@
+"""What the routes are given: settings and the storage ports (dependency injection, no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ports import BlobStore, MetadataIndex
+from ..settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    index: MetadataIndex
+    blobs: BlobStore

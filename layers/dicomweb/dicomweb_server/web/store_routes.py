@@ -1,0 +1,50 @@
+"""STOW-RS routes (PS3.18 §10.5)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import stow
+from ..errors import BadRequest
+from ..media import negotiate_json, parse_media_type
+from .http import base_url, json_response, path_uid, warning_header
+from .services import Services
+
+log = logging.getLogger("dicomweb.stow")
+
+
+def routes(svc: Services) -> list[Route]:
+    async def store(request: Request) -> Response:
+        study = path_uid(request, "study") if "study" in request.path_params else None
+        media = negotiate_json(request.headers.get("accept"), "the Store Instances Response")
+        raw_type = request.headers.get("content-type")
+        if not raw_type:
+            raise BadRequest('Content-Type is missing; expected multipart/related; type="application/dicom"')
+        ctype = parse_media_type(raw_type)
+        stow.check_request_type(ctype)
+        length = request.headers.get("content-length")
+        stow.require_body_size(int(length) if length and length.isdigit() else None, svc.settings.max_request_bytes)
+        body = await request.body()
+        stow.require_body_size(len(body), svc.settings.max_request_bytes)
+        base = base_url(request, svc.settings)
+        outcome = await run_in_threadpool(
+            stow.store, body, ctype, index=svc.index, blobs=svc.blobs, base_url=base, study_uid=study,
+            max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
+        )
+        log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
+        return json_response(
+            stow.response_dataset(outcome, base, study),
+            status=outcome.status,
+            media_type=media,
+            headers=warning_header([f.message for f in outcome.failed], request),
+        )
+
+    return [
+        Route("/studies", store, methods=["POST"]),
+        Route("/studies/{study}", store, methods=["POST"]),
+    ]
