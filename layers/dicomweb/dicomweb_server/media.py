@@ -145,3 +145,19 @@ def negotiate_json(accept: str | None, what: str) -> str:
         if r.type in ("*/*", "application/*"):
             return DICOM_JSON
     raise NotAcceptable(f"cannot satisfy Accept: {accept}; {what} is available as {DICOM_JSON} or {JSON}")
+
+
+def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
+    """The Store Instances Response type: what the client accepts, preferring the request's own
+    metadata type (an XML request gets an XML answer unless it asks for JSON)."""
+    from .errors import NotAcceptable
+
+    for r in parse_accept(accept):
+        if r.type in (DICOM_JSON, JSON, DICOM_XML):
+            return r.type
+        if r.type == "application/xml":
+            return DICOM_XML
+        if r.type in ("*/*", "application/*"):
+            return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
+    raise NotAcceptable(f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
+                        f"{DICOM_JSON}, {JSON} or {DICOM_XML}")

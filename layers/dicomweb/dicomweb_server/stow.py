@@ -6,6 +6,7 @@ FailureReason and leaves nothing behind, while the valid parts of the same reque
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from . import dicom_json as dj
@@ -46,19 +47,16 @@ class StowOutcome:
         return 202 if self.stored else 409
 
 
-def check_request_type(content_type: MediaType) -> None:
-    """Refuse request bodies STOW-RS cannot take, before reading them."""
+def check_request_type(content_type: MediaType) -> str:
+    """Refuse request bodies STOW-RS cannot take, before reading them; returns the part type."""
     multipart.boundary_of(content_type)
     part_type = (content_type.param("type") or DICOM).lower()
-    if part_type in (DICOM_JSON, DICOM_XML):
+    if part_type not in (DICOM, DICOM_JSON, DICOM_XML):
         raise UnsupportedMediaType(
-            f"STOW-RS with {part_type} metadata and bulk data is not supported yet; send "
-            f'multipart/related; type="{DICOM}" parts'
+            f'multipart/related; type="{part_type}" is not a STOW-RS request; expected type '
+            f'"{DICOM}", "{DICOM_XML}" or "{DICOM_JSON}"'
         )
-    if part_type != DICOM:
-        raise UnsupportedMediaType(
-            f'multipart/related; type="{part_type}" is not a STOW-RS request; expected type="{DICOM}"'
-        )
+    return part_type
 
 
 def store(
@@ -72,21 +70,19 @@ def store(
     max_metadata_bytes: int = 300_000,
 ) -> StowOutcome:
     """Store every ``application/dicom`` part of a STOW-RS request body."""
-    check_request_type(content_type)
+    part_type = check_request_type(content_type)
     parts = multipart.decode(body, content_type)
     outcome = StowOutcome()
-    for part in parts:
-        ptype = part.content_type.type if part.content_type else DICOM
-        if ptype != DICOM:
-            outcome.failed.append(FailedRef("", "", Reason.CANNOT_UNDERSTAND,
-                                            f"part {part.index + 1} has Content-Type {ptype}, not {DICOM}"))
-            continue
-        try:
-            result = ingest(part.body, index=index, blobs=blobs, expected_study_uid=study_uid,
-                            max_metadata_bytes=max_metadata_bytes)
-        except InvalidInstance as exc:
-            outcome.failed.append(FailedRef(exc.sop_class_uid, exc.sop_uid, exc.reason,
-                                            f"part {part.index + 1}: {exc.message}"))
+    for label, data, failure in _instances(parts, part_type, study_uid):
+        if failure is None:
+            try:
+                result = ingest(data, index=index, blobs=blobs, expected_study_uid=study_uid,
+                                max_metadata_bytes=max_metadata_bytes)
+            except InvalidInstance as exc:
+                failure = exc
+        if failure is not None:
+            outcome.failed.append(FailedRef(failure.sop_class_uid, failure.sop_uid, failure.reason,
+                                            f"{label}: {failure.message}"))
             continue
         rec = result.record
         outcome.study_uids.add(rec.study_uid)
@@ -96,6 +92,25 @@ def store(
             f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
         ))
     return outcome
+
+
+def _instances(
+    parts: list[multipart.Part], part_type: str, study_uid: str | None
+) -> Iterator[tuple[str, bytes, InvalidInstance | None]]:
+    """(label, Part-10 bytes, failure) for each instance a request carries."""
+    if part_type in (DICOM_JSON, DICOM_XML):
+        from .compose import compose
+
+        for i, built in enumerate(compose(parts, part_type, study_uid), start=1):
+            yield f"instance {i}", built.data or b"", built.failure
+        return
+    for part in parts:
+        ptype = part.content_type.type if part.content_type else DICOM
+        if ptype != DICOM:
+            yield f"part {part.index + 1}", b"", InvalidInstance(
+                Reason.CANNOT_UNDERSTAND, f"Content-Type is {ptype}, not {DICOM}")
+        else:
+            yield f"part {part.index + 1}", part.body, None
 
 
 def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None = None) -> DicomJson:

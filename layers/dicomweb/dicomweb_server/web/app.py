@@ -17,13 +17,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import DicomwebError
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
-from . import retrieve_routes, search_routes, store_routes
+from . import pixel_routes, retrieve_routes, search_routes, store_routes
 from .http import json_response
 from .services import Services
 
 log = logging.getLogger("dicomweb")
 SERVICES = ("search", "retrieve", "store")
-_ROUTES = {"search": search_routes.routes, "retrieve": retrieve_routes.routes, "store": store_routes.routes}
+_ROUTES = {
+    "search": [search_routes.routes],
+    "retrieve": [retrieve_routes.routes, pixel_routes.routes],
+    "store": [store_routes.routes],
+}
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             406: "Not Acceptable", 409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
             500: "Internal Server Error"}
@@ -80,7 +84,8 @@ def create_app(
     svc = Services(settings=settings, index=index, blobs=blobs)
     routes: list[BaseRoute] = []
     for name in chosen:
-        routes.extend(_ROUTES[name](svc))
+        for make_routes in _ROUTES[name]:
+            routes.extend(make_routes(svc))
     from starlette.exceptions import HTTPException
 
     app = Starlette(

@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import stow
+from .. import dicom_xml, stow
 from ..errors import BadRequest
-from ..media import negotiate_json, parse_media_type
+from ..media import DICOM_XML, negotiate_store_response, parse_media_type
 from .http import base_url, json_response, path_uid, warning_header
 from .services import Services
 
@@ -21,12 +21,12 @@ log = logging.getLogger("dicomweb.stow")
 def routes(svc: Services) -> list[Route]:
     async def store(request: Request) -> Response:
         study = path_uid(request, "study") if "study" in request.path_params else None
-        media = negotiate_json(request.headers.get("accept"), "the Store Instances Response")
         raw_type = request.headers.get("content-type")
         if not raw_type:
             raise BadRequest('Content-Type is missing; expected multipart/related; type="application/dicom"')
         ctype = parse_media_type(raw_type)
-        stow.check_request_type(ctype)
+        part_type = stow.check_request_type(ctype)
+        media = negotiate_store_response(request.headers.get("accept"), part_type)
         length = request.headers.get("content-length")
         stow.require_body_size(int(length) if length and length.isdigit() else None, svc.settings.max_request_bytes)
         body = await request.body()
@@ -37,12 +37,12 @@ def routes(svc: Services) -> list[Route]:
             max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
-        return json_response(
-            stow.response_dataset(outcome, base, study),
-            status=outcome.status,
-            media_type=media,
-            headers=warning_header([f.message for f in outcome.failed], request),
-        )
+        dataset = stow.response_dataset(outcome, base, study)
+        headers = warning_header([f.message for f in outcome.failed], request)
+        if media == DICOM_XML:
+            return Response(dicom_xml.to_xml(dataset), status_code=outcome.status, media_type=DICOM_XML,
+                            headers=headers)
+        return json_response(dataset, status=outcome.status, media_type=media, headers=headers)
 
     return [
         Route("/studies", store, methods=["POST"]),

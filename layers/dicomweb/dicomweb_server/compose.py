@@ -1,0 +1,219 @@
+"""STOW-RS with metadata and bulk data (PS3.18 §10.5.1.2.2-3): build Part-10 instances from
+``application/dicom+xml`` or ``application/dicom+json`` metadata parts and the bulk data parts
+they reference by ``Content-Location`` (or ``cid:`` Content-ID).
+
+Pixel data sent as ``image/jpeg`` becomes encapsulated JPEG (Baseline for 8-bit, Extended for
+12-bit); the image pixel attributes are taken from the JPEG itself. A missing SOP Class becomes
+Secondary Capture. Each resulting instance then goes through the same ``ingest`` path as a
+Part-10 upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import generate_uid
+
+from . import dicom_xml
+from .errors import BadRequest
+from .ingest import InvalidInstance, Reason
+from .media import DICOM_JSON, DICOM_XML, OCTET_STREAM
+from .multipart import Part
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+_BULK_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+_PIXEL_DATA = "7FE00010"
+
+
+@dataclass(frozen=True)
+class Composed:
+    """One instance built from metadata: its Part-10 bytes, or why it could not be built."""
+
+    data: bytes | None
+    failure: InvalidInstance | None = None
+
+
+def _metadata_datasets(part: Part, part_type: str, index: int) -> list[dict[str, Any]]:
+    what = f"metadata part {index + 1}"
+    if part_type == DICOM_XML:
+        return [dicom_xml.from_xml(part.body, what=what)]
+    try:
+        doc = json.loads(part.body)
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    items = doc if isinstance(doc, list) else [doc]
+    if not all(isinstance(i, dict) for i in items):
+        raise BadRequest(f"{what}: expected a JSON array of DICOM JSON datasets")
+    return items
+
+
+def _bulk_index(parts: list[Part]) -> dict[str, Part]:
+    found: dict[str, Part] = {}
+    for part in parts:
+        if part.content_location:
+            found[part.content_location.strip()] = part
+        if part.content_id:
+            found["cid:" + part.content_id.strip().strip("<>")] = part
+    return found
+
+
+def _lookup(uri: str, bulk: dict[str, Part]) -> Part | None:
+    uri = uri.strip()
+    if uri in bulk:
+        return bulk[uri]
+    for location, part in bulk.items():  # relative vs absolute spellings of the same location
+        if uri.endswith("/" + location.lstrip("/")) or location.endswith("/" + uri.lstrip("/")):
+            return part
+    return None
+
+
+def _jpeg_pixels(ds: Dataset, data: bytes, where: str) -> str:
+    """Fill the Image Pixel module from a JPEG and encapsulate it; returns the transfer syntax."""
+    from PIL import Image, JpegImagePlugin
+    from pydicom.encaps import encapsulate
+
+    if not data.startswith(b"\xff\xd8"):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but is not a JPEG")
+    try:
+        image = Image.open(io.BytesIO(data))
+        mode, (columns, rows) = image.mode, image.size
+        bits = int(getattr(image, "bits", 8) or 8)
+        progressive = bool(image.info.get("progressive") or image.info.get("progression"))
+        adobe_rgb = image.info.get("adobe_transform") == 0
+        sampling = JpegImagePlugin.get_sampling(image) if mode == "RGB" else -1
+    except Exception:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but cannot be read as one") from None
+    if mode not in ("L", "RGB"):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: JPEG with {mode} pixels is not supported (use grayscale or RGB)")
+    if progressive:  # no DICOM transfer syntax carries progressive JPEG: re-encode as baseline
+        out = io.BytesIO()
+        Image.open(io.BytesIO(data)).save(out, format="JPEG", quality=95)
+        data, sampling, adobe_rgb = out.getvalue(), 2 if mode == "RGB" else -1, False
+    ds.Rows, ds.Columns = rows, columns
+    ds.SamplesPerPixel = 3 if mode == "RGB" else 1
+    if mode == "RGB":
+        ds.PhotometricInterpretation = "RGB" if adobe_rgb else ("YBR_FULL" if sampling == 0 else "YBR_FULL_422")
+        ds.PlanarConfiguration = 0
+    else:
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.LossyImageCompression = "01"
+    ds.PixelData = encapsulate([data])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return JPEG_BASELINE if bits <= 8 else JPEG_EXTENDED
+
+
+def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> None:
+    """Replace BulkDataURI references (anywhere but PixelData) with inline values from the parts."""
+    for tag, element in model.items():
+        if tag == _PIXEL_DATA:
+            continue
+        if element.get("vr") == "SQ":
+            for item in element.get("Value") or []:
+                _resolve_bulk(item, bulk, where)
+            continue
+        uri = element.get("BulkDataURI")
+        if uri is None:
+            continue
+        part = _lookup(uri, bulk)
+        if part is None:
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} refers to bulk data {uri!r}, "
+                                  "which is not a part of the request")
+        del element["BulkDataURI"]
+        element["InlineBinary"] = base64.b64encode(part.body).decode("ascii")
+
+
+def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, where: str,
+           only_instance: bool) -> bytes:
+    pixel = model.pop(_PIXEL_DATA, None)
+    pixel_part: Part | None = None
+    if pixel is not None:
+        uri = pixel.get("BulkDataURI")
+        if uri is None and pixel.get("vr") in _BULK_VRS and pixel.get("Value"):
+            uri = str(pixel["Value"][0])  # a bare reference where a BulkData element belongs
+        if uri is not None:
+            pixel_part = _lookup(uri, bulk)
+            if pixel_part is None:
+                raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
+                                      f"{where}: PixelData refers to bulk data {uri!r}, which is not a part of the request")
+        elif "InlineBinary" in pixel:
+            model[_PIXEL_DATA] = pixel
+    elif only_instance and len(bulk) == 1:  # one image sent without a reference to it
+        pixel_part = next(iter(bulk.values()))
+    _resolve_bulk(model, bulk, where)
+    try:
+        ds = Dataset.from_json(model)
+    except Exception as exc:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: the metadata cannot be converted ({exc})"[:300]) from None
+    if study_uid is not None and "StudyInstanceUID" not in ds:
+        ds.StudyInstanceUID = study_uid
+    ds.SOPClassUID = str(ds.get("SOPClassUID") or SECONDARY_CAPTURE)
+    ds.SOPInstanceUID = str(ds.get("SOPInstanceUID") or generate_uid())
+    ds.SeriesInstanceUID = str(ds.get("SeriesInstanceUID") or generate_uid())
+    if "Modality" not in ds:
+        modalities = ds.get("ModalitiesInStudy")
+        ds.Modality = modalities if isinstance(modalities, str) and modalities else "OT"
+    if ds.SOPClassUID == SECONDARY_CAPTURE and "ConversionType" not in ds:
+        ds.ConversionType = "WSD"
+    transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
+    if pixel_part is not None:
+        ptype = pixel_part.content_type.type if pixel_part.content_type else OCTET_STREAM
+        if ptype in ("image/jpeg", "image/jpg", "image/dicom+jpeg"):
+            transfer_syntax = _jpeg_pixels(ds, pixel_part.body, f"{where}: bulk data part {pixel_part.index + 1}")
+        elif ptype == OCTET_STREAM:
+            ds.PixelData = pixel_part.body
+            transfer_syntax = (pixel_part.content_type.param("transfer-syntax") if pixel_part.content_type else None) \
+                or EXPLICIT_VR_LITTLE_ENDIAN
+            if transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN:
+                raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+                                      f"{where}: octet-stream pixel data must be {EXPLICIT_VR_LITTLE_ENDIAN}")
+        else:
+            raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+                                  f"{where}: pixel data as {ptype} is not supported (use image/jpeg or application/octet-stream)")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    out = io.BytesIO()
+    try:
+        ds.save_as(out, enforce_file_format=True)
+    except Exception as exc:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: cannot be written as DICOM ({type(exc).__name__})",
+                              ds.SOPClassUID, ds.SOPInstanceUID) from None
+    return out.getvalue()
+
+
+def compose(parts: list[Part], part_type: str, study_uid: str | None) -> Iterator[Composed]:
+    """Part-10 instances built from the metadata parts of a STOW-RS request, in order."""
+    if part_type not in (DICOM_JSON, DICOM_XML):
+        raise BadRequest(f"not a metadata STOW-RS request: {part_type}")
+    metadata_parts = [p for p in parts if (p.content_type.type if p.content_type else part_type) == part_type]
+    if not metadata_parts:
+        raise BadRequest(f"the request has no {part_type} metadata part")
+    bulk = _bulk_index([p for p in parts if p not in metadata_parts])
+    models = []
+    for i, part in enumerate(metadata_parts):
+        for model in _metadata_datasets(part, part_type, i):
+            models.append((model, f"metadata part {i + 1}"))
+    for model, where in models:
+        try:
+            yield Composed(_build(model, bulk, study_uid, where, only_instance=len(models) == 1))
+        except InvalidInstance as exc:
+            yield Composed(None, exc)
