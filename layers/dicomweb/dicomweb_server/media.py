@@ -161,3 +161,22 @@ def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
             return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
     raise NotAcceptable(f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
                         f"{DICOM_JSON}, {JSON} or {DICOM_XML}")
+
+
+def negotiate_dicom_model(accept: str | None, what: str) -> str:
+    """JSON (``application/dicom+json`` / ``application/json``) or multipart XML
+    (``multipart/related; type="application/dicom+xml"``) for QIDO-RS results and WADO-RS metadata.
+    Returns the chosen media type; JSON when the client accepts anything."""
+    from .errors import NotAcceptable
+
+    for r in parse_accept(accept):
+        if r.type in (DICOM_JSON, JSON):
+            return r.type
+        if r.type == MULTIPART_RELATED and (r.param("type") or "").lower() == DICOM_XML:
+            return DICOM_XML
+        if r.type in ("*/*", "application/*"):
+            return DICOM_JSON
+    raise NotAcceptable(
+        f"cannot satisfy Accept: {accept}; {what} is available as {DICOM_JSON}, {JSON} "
+        f'or multipart/related; type="{DICOM_XML}"'
+    )

@@ -28,6 +28,12 @@ class Settings:
     qido_max_limit: int = 1000
     #: Part-10 objects larger than this are indexed without their metadata in DynamoDB (read from S3).
     max_indexed_metadata_bytes: int = 300_000
+    #: Origins allowed to call the API from a browser (comma-separated; ``*`` for any).
+    cors_allowed_origins: str = "*"
+    #: The API key itself (development and tests); in AWS it comes from ``api_key_secret_arn``.
+    api_key: str = ""
+    #: Secrets Manager secret holding the API key; empty when the stack has no API key.
+    api_key_secret_arn: str = ""
 
     def __post_init__(self) -> None:
         if not self.bucket_name or not self.table_name:
@@ -38,11 +44,22 @@ class Settings:
         if self.qido_default_limit > self.qido_max_limit:
             raise ValueError("qido_default_limit must not exceed qido_max_limit")
 
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [o.strip() for o in self.cors_allowed_origins.split(",") if o.strip()]
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        text = {"bucket_name": "BUCKET_NAME", "table_name": "TABLE_NAME", "public_base_url": "PUBLIC_BASE_URL"}
+        text = {
+            "bucket_name": "BUCKET_NAME",
+            "table_name": "TABLE_NAME",
+            "public_base_url": "PUBLIC_BASE_URL",
+            "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
+            "api_key": "API_KEY",
+            "api_key_secret_arn": "API_KEY_SECRET_ARN",
+        }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
             "max_response_bytes": "MAX_RESPONSE_BYTES",

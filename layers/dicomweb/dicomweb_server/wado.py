@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import multipart
 from .errors import NotAcceptable, NotFound, PayloadTooLarge
-from .media import DICOM, MULTIPART_RELATED, MediaType, negotiate_json, parse_accept
+from .media import DICOM, MULTIPART_RELATED, MediaType, negotiate_dicom_model, parse_accept
 from .ports import BlobStore
 from .records import DicomJson, StoredInstance
 
@@ -32,6 +32,8 @@ class InstanceFormat:
 
     multipart: bool
     transfer_syntax: str | None
+    #: Every frame of every image instance as a JPEG part instead of Part-10 objects.
+    jpeg_frames: bool = False
 
 
 def negotiate_instances(accept: str | None, *, single_allowed: bool) -> InstanceFormat:
@@ -44,16 +46,19 @@ def negotiate_instances(accept: str | None, *, single_allowed: bool) -> Instance
             part = (r.param("type") or DICOM).lower()
             if part in (DICOM, "*/*", "application/*"):
                 return InstanceFormat(True, ts)
+            if part in ("image/jpeg", "image/dicom+jpeg", "image/jpg"):
+                return InstanceFormat(True, "1.2.840.10008.1.2.4.50", jpeg_frames=True)
         elif r.type == DICOM and single_allowed:
             return InstanceFormat(False, ts)
         elif r.type in ("*/*", "application/*"):
             return InstanceFormat(True, None)
-    offered = 'multipart/related; type="application/dicom"' + (", application/dicom" if single_allowed else "")
+    offered = ('multipart/related; type="application/dicom", multipart/related; type="image/jpeg"'
+               + (", application/dicom" if single_allowed else ""))
     raise NotAcceptable(f"cannot satisfy Accept: {accept}; this resource is available as {offered}")
 
 
 def negotiate_metadata(accept: str | None) -> str:
-    return negotiate_json(accept, "metadata")
+    return negotiate_dicom_model(accept, "metadata")
 
 
 def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, base_url: str) -> None:
@@ -139,6 +144,31 @@ def render_instances(
         for data, ts in loaded
     ]
     return multipart.encode(parts, DICOM, boundary=boundary)
+
+
+def render_jpeg_frames(
+    instances: Sequence[StoredInstance], blobs: BlobStore, base_url: str, *, boundary: str | None = None
+) -> tuple[bytes, str]:
+    """Every frame of every image instance as a JPEG part (instances without pixels are skipped)."""
+    from pydicom import dcmread
+
+    from . import pixels
+    from .ingest import instance_key
+
+    parts: list[tuple[bytes, dict[str, str]]] = []
+    for inst in instances:
+        ds = dcmread(io.BytesIO(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))))
+        if "PixelData" not in ds:
+            continue
+        location = f"{base_url}/studies/{inst.study_uid}/series/{inst.series_uid}/instances/{inst.sop_uid}"
+        for number in range(1, pixels.frame_count(ds) + 1):
+            parts.append((pixels.frame_as_jpeg(ds, number), {
+                "Content-Type": f"image/jpeg; transfer-syntax={pixels.JPEG_BASELINE}",
+                "Content-Location": f"{location}/frames/{number}",
+            }))
+    if not parts:
+        raise NotAcceptable("none of the requested instances has pixel data to return as image/jpeg")
+    return multipart.encode(parts, "image/jpeg", boundary=boundary)
 
 
 def _unpack(meta: object) -> DicomJson | None:

@@ -19,6 +19,7 @@ from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
 from . import pixel_routes, retrieve_routes, search_routes, store_routes
 from .http import json_response
+from .security import KeyProvider, secure
 from .services import Services
 
 log = logging.getLogger("dicomweb")
@@ -75,8 +76,13 @@ def create_app(
     index: MetadataIndex,
     blobs: BlobStore,
     services: Iterable[str] = SERVICES,
+    api_key: KeyProvider | None = None,
 ) -> ASGIApp:
-    """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, store)."""
+    """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, store).
+
+    ``api_key`` returns the key every request must present (None or empty: no key needed); by
+    default it is ``settings.api_key``.
+    """
     chosen = list(services)
     unknown = set(chosen) - set(SERVICES)
     if unknown:
@@ -93,4 +99,5 @@ def create_app(
         exception_handlers={DicomwebError: _dicomweb_error, HTTPException: _http_error, Exception: _unexpected},
     )
     app.router.redirect_slashes = False
-    return _StripTrailingSlash(app)
+    key = api_key or (lambda: settings.api_key or None)
+    return secure(_StripTrailingSlash(app), key=key, allowed_origins=settings.allowed_origins)

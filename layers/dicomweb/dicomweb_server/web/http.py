@@ -49,6 +49,16 @@ def json_response(body: Any, status: int = 200, media_type: str = "application/d
     return Response(payload, status_code=status, media_type=media_type, headers=headers)
 
 
+def dicom_model_response(datasets: list[Any], media: str, headers: dict[str, str] | None = None) -> Response:
+    """A list of datasets as a JSON array, or as multipart/related XML parts (PS3.18 §8.7.3.2)."""
+    if media == "application/dicom+xml":
+        from .. import dicom_xml, multipart
+
+        body, content_type = multipart.encode(dicom_xml.to_xml_multipart_parts(datasets), "application/dicom+xml")
+        return Response(body, headers={**(headers or {}), "Content-Type": content_type})
+    return json_response(datasets, media_type=media, headers=headers)
+
+
 def warning_header(messages: list[str], request: Request) -> dict[str, str]:
     if not messages:
         return {}

@@ -39,12 +39,29 @@ def aws_ports(settings: Settings) -> tuple[Any, Any]:
     )
 
 
+def api_key_provider(settings: Settings) -> Callable[[], str | None]:
+    """The API key, read from Secrets Manager on first use (not at import) and then kept."""
+    if settings.api_key or not settings.api_key_secret_arn:
+        return lambda: settings.api_key or None
+    cache: dict[str, str] = {}
+
+    def provide() -> str | None:
+        if "key" not in cache:
+            import boto3
+
+            secret = boto3.session.Session().client("secretsmanager")
+            cache["key"] = secret.get_secret_value(SecretId=settings.api_key_secret_arn)["SecretString"]
+        return cache["key"]
+
+    return provide
+
+
 def api_handler(service: str, settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler serving one DICOMweb service behind API Gateway (REST, proxy integration)."""
     settings = settings or Settings.from_env()
     index, blobs = aws_ports(settings)
-    asgi = Mangum(create_app(settings, index=index, blobs=blobs, services=[service]), lifespan="off",
-                  text_mime_types=TEXT_TYPES)
+    app = create_app(settings, index=index, blobs=blobs, services=[service], api_key=api_key_provider(settings))
+    asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_TYPES)
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     @metrics.log_metrics

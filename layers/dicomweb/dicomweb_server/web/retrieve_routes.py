@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import wado
-from ..errors import NotFound
-from .http import base_url, json_response, path_uid
+from ..errors import NotFound, PayloadTooLarge
+from .http import base_url, dicom_model_response, path_uid
 from .services import Services
 
 
@@ -33,14 +33,23 @@ def routes(svc: Services) -> list[Route]:
         _, _, sop, _ = _target(request)
         fmt = wado.negotiate_instances(request.headers.get("accept"), single_allowed=sop is not None)
         found, what = _instances(request, with_metadata=False)
-        wado.check_size(found, svc.settings.max_response_bytes, what, base_url(request, svc.settings))
-        body, content_type = wado.render_instances(found, svc.blobs, fmt)
-        return Response(body, media_type=content_type, headers={"Content-Type": content_type})
+        base = base_url(request, svc.settings)
+        if fmt.jpeg_frames:
+            body, content_type = wado.render_jpeg_frames(found, svc.blobs, base)
+            if len(body) > svc.settings.max_response_bytes:
+                wado.check_size(found, svc.settings.max_response_bytes, what, base)
+                raise PayloadTooLarge(f"the {what} as JPEG is {len(body)} bytes, above this server's response "
+                                      f"limit of {svc.settings.max_response_bytes} bytes; retrieve its series "
+                                      "or instances one by one")
+        else:
+            wado.check_size(found, svc.settings.max_response_bytes, what, base)
+            body, content_type = wado.render_instances(found, svc.blobs, fmt)
+        return Response(body, headers={"Content-Type": content_type})
 
     def metadata(request: Request) -> Response:
         media = wado.negotiate_metadata(request.headers.get("accept"))
         found, _ = _instances(request, with_metadata=True)
-        return json_response(wado.metadata(found, svc.blobs), media_type=media)
+        return dicom_model_response(wado.metadata(found, svc.blobs), media)
 
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),

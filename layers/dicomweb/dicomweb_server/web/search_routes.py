@@ -8,15 +8,15 @@ from starlette.routing import Route
 
 from .. import qido
 from ..errors import NotFound
-from ..media import negotiate_json
-from .http import base_url, json_response, path_uid, warning_header
+from ..media import negotiate_dicom_model
+from .http import base_url, dicom_model_response, path_uid, warning_header
 from .services import Services
 
 MORE_RESULTS = "There are additional results that can be requested"
 
 
 def _media(request: Request) -> str:
-    return negotiate_json(request.headers.get("accept"), "the search result")
+    return negotiate_dicom_model(request.headers.get("accept"), "the search result")
 
 
 def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
@@ -27,7 +27,7 @@ def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
 def _respond(request: Request, results: list[dict[str, object]], more: bool, query: qido.Query,
              media: str) -> Response:
     warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
-    return json_response(results, media_type=media, headers=warning_header(warnings, request))
+    return dicom_model_response(results, media, headers=warning_header(warnings, request))
 
 
 def routes(svc: Services) -> list[Route]:
