@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
@@ -24,7 +25,9 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
         for record in S3Event(event).records:
             if record.s3.bucket.name != settings.bucket_name:
                 continue
-            outcome, reason = index_dropped(record.s3.get_object.key, index=index, blobs=blobs,
+            # S3 event keys arrive URL-encoded ("my+scan%281%29.dcm"); the data class leaves them so.
+            key = unquote_plus(record.s3.get_object.key)
+            outcome, reason = index_dropped(key, index=index, blobs=blobs,
                                             max_metadata_bytes=settings.max_indexed_metadata_bytes)
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if reason is not None:
