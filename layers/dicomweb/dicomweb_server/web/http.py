@@ -18,11 +18,17 @@ def path_uid(request: Request, name: str) -> str:
     return validate_uid(str(request.path_params[name]), _NAMES.get(name, name))
 
 
+_LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
+
+
 def base_url(request: Request, settings: Settings) -> str:
     """The absolute DICOMweb base URL as the client addressed it (for RetrieveURL and friends).
 
     Behind API Gateway the stage (and any custom base path) is not part of the routed path, so it
     is recovered from the Lambda event: ``requestContext.path`` ends with the routed ``path``.
+    A local emulator reached on loopback serves the API under ``/_aws/execute-api/{apiId}``
+    (ministack, LocalStack), which the event does not show: it is added back from ``apiId``.
+    ``PUBLIC_BASE_URL`` overrides all of this (custom domains, CloudFront).
     """
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
@@ -32,14 +38,16 @@ def base_url(request: Request, settings: Settings) -> str:
     proto = headers.get("x-forwarded-proto") or request.url.scheme or "https"
     prefix = request.scope.get("root_path", "")
     if event:
+        context = event.get("requestContext") or {}
         routed = str(event.get("path") or "")
-        full = str((event.get("requestContext") or {}).get("path") or "")
+        full = str(context.get("path") or "")
         if routed and full.endswith(routed):
             prefix = full[: len(full) - len(routed)]
         elif full and not routed:
             prefix = full.rstrip("/")
-        if host.endswith(".amazonaws.com") and "x-forwarded-proto" not in headers:
-            proto = "https"
+        if host.rsplit(":", 1)[0] in _LOOPBACK and context.get("apiId"):
+            prefix = f"/_aws/execute-api/{context['apiId']}{prefix}"
+            proto = headers.get("x-forwarded-proto") or "http"
     return f"{proto}://{host}{prefix}".rstrip("/")
 
 
