@@ -118,6 +118,13 @@ def _element(node: ET.Element, path: str) -> tuple[str, DicomJson]:
         except KeyError:
             raise BadRequest(f"{path}: attribute {tag} has no vr and is not in the data dictionary") from None
     vr = vr.upper()
+    if int(tag[:4], 16) % 2 == 0:  # a standard attribute: its dictionary VR wins over a wrong one
+        try:
+            known = str(dictionary_VR(int(tag, 16)))
+        except KeyError:
+            known = ""
+        if known and " " not in known and known != vr:
+            vr = known
     where = f"{path} {tag} ({keyword or keyword_for_tag(int(tag, 16)) or 'private'})"
     out: DicomJson = {"vr": vr}
     bulk = _children(node, "BulkData")

@@ -32,6 +32,7 @@ from .uids import is_valid_uid
 
 INCOMING_PREFIX = "incoming/"
 REJECTED_PREFIX = "rejected/"
+_DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 class Reason(int, Enum):
@@ -84,17 +85,24 @@ def parse_part10(data: bytes) -> Dataset:
     tags = list(ds.keys())
     if tags:
         last = ds.get_item(tags[-1])
-        if (
-            isinstance(last, RawDataElement)
-            and last.length != 0xFFFFFFFF
-            and last.value is not None
-            and len(last.value) < last.length
-        ):
-            raise InvalidInstance(
-                Reason.CANNOT_UNDERSTAND,
-                f"DICOM file is truncated: element ({last.tag.group:04X},{last.tag.element:04X}) "
-                f"declares {last.length} bytes but only {len(last.value)} are present",
-            )
+        if isinstance(last, RawDataElement) and last.value is not None:
+            where = f"({last.tag.group:04X},{last.tag.element:04X})"
+            undefined = last.length == 0xFFFFFFFF
+            if not undefined and len(last.value) < last.length:
+                raise InvalidInstance(
+                    Reason.CANNOT_UNDERSTAND,
+                    f"DICOM file is truncated: element {where} "
+                    f"declares {last.length} bytes but only {len(last.value)} are present",
+                )
+            # The last element must end the file (an undefined length ends with an 8-byte delimiter item);
+            # pydicom silently stops at a cut-off element header or delimiter. (Offsets of a deflated
+            # dataset are in the inflated stream, so this check does not apply to it.)
+            end = last.value_tell + len(last.value) + (8 if undefined else 0)
+            deflated = str(ds.file_meta.get("TransferSyntaxUID", "")) == _DEFLATED
+            if end != len(data) and not deflated:
+                cut = f"inside the element after {where}" if end < len(data) else f"inside element {where}"
+                raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
+                                      f"DICOM file is truncated: the data ends at byte {len(data)}, {cut}")
     tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not tsuid:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")

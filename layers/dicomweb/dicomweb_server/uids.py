@@ -12,7 +12,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def is_valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and _UID.match(value) is not None
+    return 0 < len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def validate_uid(value: str, what: str = "UID") -> str:
@@ -21,7 +21,7 @@ def validate_uid(value: str, what: str = "UID") -> str:
         raise BadRequest(f"{what} is empty")
     if len(value) > 64:
         raise BadRequest(f"{what} is {len(value)} characters long; a UID has at most 64")
-    if not _UID.match(value):
+    if not _UID.fullmatch(value):
         shown = value if len(value) <= 64 else value[:61] + "..."
         raise BadRequest(f"{what} {shown!r} is not a valid UID (digits separated by single dots)")
     return value
