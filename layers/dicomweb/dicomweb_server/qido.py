@@ -358,11 +358,12 @@ def instance_attrs(instance: StoredInstance) -> DicomJson:
 
 
 def instance_result(instance: StoredInstance, query: Query, base_url: str) -> DicomJson:
-    attrs = _filtered(instance_attrs(instance), query)
-    # Series attributes a client needs to place the instance (PS3.18 Table 10.6.3-5 for /instances).
-    for key in ("00080060", "0020000E", "00200011"):
-        if key in instance.series_attrs:
-            attrs[key] = instance.series_attrs[key]
+    everything = instance_attrs(instance)
+    attrs = _filtered(everything, query)
+    # What a client needs to place the instance: its study, and its series' UID, number and modality.
+    for key in ("0020000D", "00080060", "0020000E", "00200011"):
+        if key in everything:
+            attrs[key] = everything[key]
     attrs[RETRIEVE_URL] = dj.element(
         "UR",
         f"{base_url}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}",
