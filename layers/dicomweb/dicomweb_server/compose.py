@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from . import dicom_xml
 from .errors import BadRequest
@@ -188,7 +188,7 @@ def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 192"
     out = io.BytesIO()

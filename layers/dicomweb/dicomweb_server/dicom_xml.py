@@ -46,7 +46,7 @@ def _attributes(parent: ET.Element, attrs: DicomJson) -> None:
     for key in sorted(attrs):
         element = attrs[key]
         vr = element.get("vr", "UN")
-        node = ET.SubElement(parent, "DicomAttribute", tag=key.upper(), vr=vr)
+        node = ET.SubElement(parent, "DicomAttribute", {"tag": key.upper(), "vr": vr})
         keyword = keyword_for_tag(int(key, 16))
         if keyword:
             node.set("keyword", keyword)
@@ -69,7 +69,8 @@ def to_xml(attrs: DicomJson) -> bytes:
     root = ET.Element("NativeDicomModel", xmlns=NAMESPACE)
     root.set("xml:space", "preserve")
     _attributes(root, attrs)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def negotiate_frames(accept: str | None, single_frame: bool) -> FrameFormat:
 
 
 def _native_bytes(ds: Dataset, number: int) -> bytes:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         return bytes(pixel_array(ds, index=number - 1, raw=True).tobytes())

@@ -95,7 +95,7 @@ def _first(value: Any) -> float | None:
 
 
 def _frame_array(ds: Dataset, number: int) -> Any:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         return pixel_array(ds, index=number - 1, raw=False)
@@ -112,7 +112,7 @@ def to_8bit(ds: Dataset, arr: Any, window: Window | None = None) -> Any:
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
+        from pydicom.pixels.processing import apply_color_lut
 
         arr = apply_color_lut(arr, ds)
         photometric = "RGB"

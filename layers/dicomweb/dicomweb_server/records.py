@@ -116,4 +116,4 @@ def select(ds: Dataset, keywords: tuple[str, ...]) -> DicomJson:
     for keyword in keywords:
         if keyword in ds:
             sub.add(ds[keyword])
-    return sub.to_json_dict(bulk_data_threshold=10_000_000)  # type: ignore[no-any-return]
+    return sub.to_json_dict(bulk_data_threshold=10_000_000)

@@ -85,6 +85,7 @@ def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, b
 
 def _transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
     from pydicom import dcmread
+    from pydicom.uid import UID
 
     ds = dcmread(io.BytesIO(data))
     if source not in _NATIVE:
@@ -102,7 +103,7 @@ def _transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
             f"instance {sop_uid} is stored as {source}; compressing to {target} is not supported, "
             "ask with transfer-syntax=* to receive it as stored"
         )
-    ds.file_meta.TransferSyntaxUID = target
+    ds.file_meta.TransferSyntaxUID = UID(target)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

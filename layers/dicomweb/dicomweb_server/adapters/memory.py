@@ -71,14 +71,14 @@ class MemoryIndex:
                 md5=record.md5,
                 number_of_frames=record.number_of_frames,
                 attrs=record.instance,
-                series_attrs=study.series[record.series_uid],  # type: ignore[arg-type]
+                series_attrs=study.series[record.series_uid],
                 metadata=record.metadata,
             )
             return AddOutcome.ADDED
 
     def _summary(self, uid: str, study: _Study) -> StudySummary:
         return StudySummary(uid, dict(study.attrs), tuple(sorted(study.modalities)), len(study.series),
-                            len(study.instances))  # type: ignore[arg-type]
+                            len(study.instances))
 
     def get_study(self, study_uid: str) -> StudySummary | None:
         study = self.studies.get(study_uid)
@@ -102,7 +102,7 @@ class MemoryIndex:
         found = [
             s for uid, attrs in study.series.items()
             if query.matches(qido.series_attrs_with_aggregates(
-                s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0))))  # type: ignore[arg-type]
+                s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0))))
         ]
         found.sort(key=series_order)
         return qido.page(found, query)

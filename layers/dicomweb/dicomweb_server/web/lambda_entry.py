@@ -61,7 +61,7 @@ def api_handler(service: str, settings: Settings | None = None) -> Callable[[dic
     settings = settings or Settings.from_env()
     index, blobs = aws_ports(settings)
     app = create_app(settings, index=index, blobs=blobs, services=[service], api_key=api_key_provider(settings))
-    asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_TYPES)
+    asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_TYPES)  # type: ignore[arg-type]
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     @metrics.log_metrics

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import frames as fr
+from .. import pixels
 from ..errors import BadRequest, NotAcceptable, NotFound, PayloadTooLarge
 from ..ingest import instance_key
 from ..media import DICOM, parse_media_type
@@ -50,7 +51,7 @@ def routes(svc: Services) -> list[Route]:
         single = "," not in numbers_text
         fmt = fr.negotiate_frames(request.headers.get("accept"), single_frame=single)
         inst, data = _instance(study, series, sop)
-        numbers = fr.pixels.parse_frame_list(numbers_text, inst.number_of_frames)
+        numbers = pixels.parse_frame_list(numbers_text, inst.number_of_frames)
         location = f"{base_url(request, svc.settings)}/studies/{study}/series/{series}/instances/{sop}"
         body, content_type = fr.render_frames_body(data, numbers, fmt, location)
         _limit(body)
@@ -73,10 +74,10 @@ def routes(svc: Services) -> list[Route]:
         inst, data = _instance(study, series, sop)
         number = 1
         if "frames" in request.path_params:
-            number = fr.pixels.parse_frame_list(str(request.path_params["frames"]), inst.number_of_frames)[0]
+            number = pixels.parse_frame_list(str(request.path_params["frames"]), inst.number_of_frames)[0]
         from pydicom import dcmread
 
-        body = fr.pixels.render(dcmread(io.BytesIO(data)), number, media, window=window, quality=quality, size=size)
+        body = pixels.render(dcmread(io.BytesIO(data)), number, media, window=window, quality=quality, size=size)
         return Response(body, media_type=media)
 
     def wado_uri(request: Request) -> Response:
@@ -103,7 +104,7 @@ def routes(svc: Services) -> list[Route]:
         ds = dcmread(io.BytesIO(data))
         requested = [c.strip() for c in (params.get("contenttype") or "").split(",") if c.strip()]
         if not requested:
-            requested = ["image/jpeg"] if fr.pixels.has_pixels(ds) else [DICOM]
+            requested = ["image/jpeg"] if pixels.has_pixels(ds) else [DICOM]
         for wanted in requested:
             mtype = parse_media_type(wanted, header="contentType").type
             if mtype == DICOM:
@@ -113,17 +114,17 @@ def routes(svc: Services) -> list[Route]:
 
                     data = _transcode(data, inst.transfer_syntax_uid, ts, inst.sop_uid)
                 return Response(data, media_type=DICOM)
-            if mtype in fr.pixels.RENDERED_TYPES or mtype in ("image/dicom+jpeg", "image/jpg"):
+            if mtype in pixels.RENDERED_TYPES or mtype in ("image/dicom+jpeg", "image/jpg"):
                 media = fr.negotiate_rendered(None, explicit=mtype)
                 number = _positive_int(params.get("framenumber"), "frameNumber") or 1
-                fr.pixels.parse_frame_list(str(number), inst.number_of_frames)
+                pixels.parse_frame_list(str(number), inst.number_of_frames)
                 window = None
                 if params.get("windowcenter") or params.get("windowwidth"):
                     window = fr.parse_window(f"{params.get('windowcenter', '')},{params.get('windowwidth', '')}")
                 rows, cols = _positive_int(params.get("rows"), "rows"), _positive_int(params.get("columns"), "columns")
                 size = (cols or rows or 0, rows or cols or 0) if (rows or cols) else None
                 quality = _positive_int(params.get("imagequality"), "imageQuality") or 90
-                body = fr.pixels.render(ds, number, media, window=window, quality=quality, size=size)
+                body = pixels.render(ds, number, media, window=window, quality=quality, size=size)
                 return Response(body, media_type=media)
         raise NotAcceptable(f"contentType {params.get('contenttype')!r} is not available; use image/jpeg, "
                             "image/png, image/gif or application/dicom")
