@@ -2,8 +2,9 @@
 ``application/dicom+xml`` or ``application/dicom+json`` metadata parts and the bulk data parts
 they reference by ``Content-Location`` (or ``cid:`` Content-ID).
 
-Pixel data sent as ``image/jpeg`` becomes encapsulated JPEG (Baseline for 8-bit, Extended for
-12-bit); the image pixel attributes are taken from the JPEG itself. A missing SOP Class becomes
+Pixel data sent as ``image/jpeg`` becomes encapsulated JPEG in the transfer syntax of its coding
+process (Baseline, Extended, Lossless); the image pixel attributes are taken from the JPEG's own
+frame header (``jpeg.read_header``). A missing SOP Class becomes
 Secondary Capture. Each resulting instance then goes through the same ``ingest`` path as a
 Part-10 upload.
 """
@@ -20,15 +21,13 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, generate_uid
 
-from . import dicom_xml
+from . import dicom_xml, jpeg
 from .errors import BadRequest
 from .ingest import InvalidInstance, Reason
 from .media import DICOM_JSON, DICOM_XML, OCTET_STREAM
 from .multipart import Part
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 _BULK_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _PIXEL_DATA = "7FE00010"
@@ -79,43 +78,39 @@ def _lookup(uri: str, bulk: dict[str, Part]) -> Part | None:
 
 
 def _jpeg_pixels(ds: Dataset, data: bytes, where: str) -> str:
-    """Fill the Image Pixel module from a JPEG and encapsulate it; returns the transfer syntax."""
-    from PIL import Image, JpegImagePlugin
+    """Fill the Image Pixel module from a JPEG's frame header and encapsulate it; returns the
+    transfer syntax."""
     from pydicom.encaps import encapsulate
 
-    if not data.startswith(b"\xff\xd8"):
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but is not a JPEG")
     try:
-        image = Image.open(io.BytesIO(data))
-        mode, (columns, rows) = image.mode, image.size
-        bits = int(getattr(image, "bits", 8) or 8)
-        progressive = bool(image.info.get("progressive") or image.info.get("progression"))
-        adobe_rgb = image.info.get("adobe_transform") == 0
-        sampling = JpegImagePlugin.get_sampling(image) if mode == "RGB" else -1
-    except Exception:
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but cannot be read as one") from None
-    if mode not in ("L", "RGB"):
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: JPEG with {mode} pixels is not supported (use grayscale or RGB)")
-    if progressive:  # no DICOM transfer syntax carries progressive JPEG: re-encode as baseline
-        out = io.BytesIO()
-        Image.open(io.BytesIO(data)).save(out, format="JPEG", quality=95)
-        data, sampling, adobe_rgb = out.getvalue(), 2 if mode == "RGB" else -1, False
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel = 3 if mode == "RGB" else 1
-    if mode == "RGB":
-        ds.PhotometricInterpretation = "RGB" if adobe_rgb else ("YBR_FULL" if sampling == 0 else "YBR_FULL_422")
+        info = jpeg.read_header(data)
+    except jpeg.NotJpeg as exc:
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but is not a JPEG: {exc}") from None
+    if info.transfer_syntax is None:
+        raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+                              f"{where}: a {info.process} JPEG has no DICOM transfer syntax; send a baseline JPEG")
+    if info.components not in (1, 3):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
+                              f"{where}: a JPEG with {info.components} components is not supported (use 1 or 3)")
+    ds.Rows, ds.Columns = info.rows, info.columns
+    ds.SamplesPerPixel = info.components
+    if info.components == 3:
+        if info.adobe_transform == 0 or info.process == "lossless":
+            ds.PhotometricInterpretation = "RGB"
+        else:
+            ds.PhotometricInterpretation = "YBR_FULL" if info.full_sampling else "YBR_FULL_422"
         ds.PlanarConfiguration = 0
     else:
         ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 8 if bits <= 8 else 16
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
+    ds.BitsAllocated = 8 if info.precision <= 8 else 16
+    ds.BitsStored = info.precision
+    ds.HighBit = info.precision - 1
     ds.PixelRepresentation = 0
-    ds.LossyImageCompression = "01"
+    ds.LossyImageCompression = "00" if info.process == "lossless" else "01"
     ds.PixelData = encapsulate([data])
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
-    return JPEG_BASELINE if bits <= 8 else JPEG_EXTENDED
+    return info.transfer_syntax
 
 
 def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> None:

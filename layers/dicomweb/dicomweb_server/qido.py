@@ -206,10 +206,22 @@ class Predicate:
         return True
 
     def literal_prefix(self) -> str:
-        """For PN: the normalized text before the first wildcard (empty if none or fuzzy)."""
+        """For PN: normalized text every matching name starts with (empty if none or fuzzy).
+
+        It stops before the first wildcard and before an empty or ``*`` component, which matches
+        anything, even a missing component (``^JOE`` finds ``SIIM^JOE``, ``SIIM^*`` finds ``SIIM``).
+        """
         if self.fuzzy:
             return ""
-        return re.split(r"[*?]", self._pn_query, maxsplit=1)[0]
+        known: list[str] = []
+        for component in self._pn_query.split("^"):
+            if component in ("", "*"):
+                break
+            literal = re.split(r"[*?]", component, maxsplit=1)[0]
+            known.append(literal)
+            if literal != component:
+                break
+        return "^".join(known)
 
     @property
     def is_literal(self) -> bool:

@@ -266,10 +266,10 @@ class DynamoDbIndex:
         matched: list[StudySummary] = []
         batch: list[str] = []
         postings_iter = self._query(KeyConditionExpression=cond, ExpressionAttributeValues=values,
-                                    ProjectionExpression="study", ScanIndexForward=False)
+                                    ProjectionExpression="study", ScanIndexForward=False, Limit=min(wanted, 100))
         for item in postings_iter:
             batch.append(item["study"])
-            if len(batch) == 100:
+            if len(batch) >= min(100, wanted - len(matched)):
                 matched.extend(s for s in self._hydrate(batch) if query.matches(qido.study_attrs_with_aggregates(s)))
                 batch = []
                 if len(matched) >= wanted:
