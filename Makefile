@@ -51,7 +51,7 @@ unit: venv ## run the unit tests only (in-process, moto)
 integration: tools ## run the integration tests only
 	$(PY) -m pytest tests/integration
 
-bench: tools ## run the benchmarks and print the numbers recorded in the README
+bench: venv ## run the benchmarks and print the numbers recorded in the README
 	$(PY) benchmarks/run.py
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
