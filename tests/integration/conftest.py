@@ -50,6 +50,14 @@ class Endpoint:
     stack_name: str | None = None
     cloud: Any = field(default=None, repr=False)
 
+    def restart(self) -> None:
+        """Stop the embedded cloud gracefully and start it again on the same port (ministack only)."""
+        assert self.cloud is not None, "only an embedded cloud can be restarted"
+        workdir, port = self.cloud.workdir, self.cloud.port
+        self.cloud.stop()
+        self.cloud = localcloud.start_cloud(workdir, port=port, persist=True, api_key=self.api_key)
+        self.base_url = self.cloud.base_url
+
     @property
     def wado_uri_url(self) -> str:
         return f"{self.base_url}/wadouri"
@@ -126,12 +134,17 @@ def endpoint(pytestconfig: pytest.Config) -> Iterator[Endpoint]:
     if _docker_answers() and os.environ.get("DICOMWEB_TEST_CLOUD", "") != "ministack":
         yield from _localstack(workdir, api_key)
         return
-    cloud = localcloud.start_cloud(workdir, persist=False, api_key=api_key)
+    import shutil
+
+    for stale in ("state", "s3"):  # every session starts from an empty, persistent cloud
+        shutil.rmtree(workdir / stale, ignore_errors=True)
+    cloud = localcloud.start_cloud(workdir, persist=True, api_key=api_key)
+    found = Endpoint(cloud.base_url, api_key, "ministack", cloud.region, cloud.aws_endpoint_url, cloud.bucket,
+                     cloud.stack_name, cloud)
     try:
-        yield Endpoint(cloud.base_url, api_key, "ministack", cloud.region, cloud.aws_endpoint_url, cloud.bucket,
-                       cloud.stack_name, cloud)
+        yield found
     finally:
-        cloud.stop()
+        found.cloud.stop()
 
 
 @pytest.fixture(scope="session")
