@@ -1,0 +1,36 @@
+"""Test doubles wrapped around the real ports and clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FailingIndex:
+    """The real index, except that writing to it fails (DynamoDB down, throttled, ...)."""
+
+    def __init__(self, index):
+        self._index = index
+
+    def __getattr__(self, name):
+        return getattr(self._index, name)
+
+    def add_instance(self, record):
+        raise RuntimeError("the index is unavailable")
+
+
+class Untransacted:
+    """A DynamoDB client that runs each action of TransactWriteItems as its own call, for loading
+    test data only: moto copies the whole table for every transaction, which makes loading a hundred
+    studies take seconds. Same items and conditions, just not atomic."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        for action in TransactItems:
+            ((kind, params),) = action.items()
+            {"Put": self._client.put_item, "Update": self._client.update_item}[kind](**params)
+        return {}

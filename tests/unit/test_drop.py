@@ -1,0 +1,90 @@
+"""S3 drop (drop.py): a Part-10 file put under incoming/ is indexed, moved to its canonical key, and
+redelivered events change nothing. Run on the in-memory ports and on S3/DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import pytest
+from dicomweb_server.drop import DropOutcome, index_dropped
+from dicomweb_server.qido import Level, parse_query
+
+from tests.corpus import make_instance
+
+from .doubles import FailingIndex
+
+
+def drop(backend, key, data):
+    backend.blobs.put(key, data)
+    return index_dropped(key, index=backend.index, blobs=backend.blobs)
+
+
+def find_study(backend, study_uid):
+    found, _ = backend.index.search_studies(parse_query([("StudyInstanceUID", study_uid)], Level.STUDY))
+    return found
+
+
+def test_a_dropped_instance_is_indexed_and_moved_to_its_canonical_key(backend):
+    inst = make_instance("ct", PatientID="DROP-1")
+    assert drop(backend, "incoming/batch 1/ct.dcm", inst.data) == (DropOutcome.INDEXED, None)
+    assert backend.objects() == [inst.key]
+    assert backend.blobs.get(inst.key) == inst.data
+    (study,) = find_study(backend, inst.study_uid)
+    assert study.instance_count == 1
+    by_patient, _ = backend.index.search_studies(parse_query([("PatientID", "DROP-1")], Level.STUDY))
+    assert [s.study_uid for s in by_patient] == [inst.study_uid]
+
+
+def test_a_redelivered_event_finds_the_file_gone_and_changes_nothing(backend):
+    inst = make_instance("mr")
+    drop(backend, "incoming/mr.dcm", inst.data)
+    keys, study = backend.objects(), find_study(backend, inst.study_uid)
+    assert index_dropped("incoming/mr.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.GONE, None)
+    assert backend.objects() == keys
+    assert find_study(backend, inst.study_uid) == study
+
+
+def test_garbage_is_rejected_and_moved_to_rejected(backend):
+    outcome = drop(backend, "incoming/scans/notes.txt", b"these are not the images you are looking for" * 5)
+    assert outcome == (DropOutcome.REJECTED, 0xC000)
+    assert backend.objects() == ["rejected/scans/notes.txt"]
+
+
+def test_a_truncated_file_is_rejected_and_not_indexed(backend):
+    inst = make_instance("jpeg")
+    assert drop(backend, "incoming/cut.dcm", inst.data[:-3]) == (DropOutcome.REJECTED, 0xC000)
+    assert backend.objects() == ["rejected/cut.dcm"]
+    assert find_study(backend, inst.study_uid) == []
+
+
+def test_the_same_file_dropped_again_is_a_duplicate(backend):
+    inst = make_instance("ct")
+    drop(backend, "incoming/first.dcm", inst.data)
+    assert drop(backend, "incoming/again.dcm", inst.data) == (DropOutcome.DUPLICATE, None)
+    assert backend.objects() == [inst.key]
+    assert find_study(backend, inst.study_uid)[0].instance_count == 1
+
+
+def test_a_different_file_with_a_stored_sop_instance_uid_is_rejected(backend):
+    original = make_instance("ct", PatientName="FIRST")
+    impostor = make_instance("ct", study_uid=original.study_uid, series_uid=original.series_uid,
+                             sop_uid=original.sop_uid, PatientName="SECOND")
+    drop(backend, "incoming/original.dcm", original.data)
+    assert drop(backend, "incoming/impostor.dcm", impostor.data) == (DropOutcome.REJECTED, 0x0111)
+    assert backend.objects() == ["rejected/impostor.dcm", original.key]
+    assert backend.blobs.get(original.key) == original.data
+
+
+@pytest.mark.parametrize("key", ["studies/1/series/2/instances/3.dcm", "rejected/x.dcm", "incoming/folder/"])
+def test_keys_outside_incoming_and_folder_markers_are_ignored(backend, key):
+    data = make_instance("mr").data
+    assert drop(backend, key, data) == (DropOutcome.IGNORED, None)
+    assert backend.objects() == [key]
+
+
+def test_when_indexing_fails_the_incoming_file_stays_for_the_retry(backend):
+    inst = make_instance("mr")
+    backend.blobs.put("incoming/retry.dcm", inst.data)
+    with pytest.raises(RuntimeError, match="the index is unavailable"):
+        index_dropped("incoming/retry.dcm", index=FailingIndex(backend.index), blobs=backend.blobs)
+    assert backend.objects() == ["incoming/retry.dcm"]  # no canonical copy without an index entry
+    assert index_dropped("incoming/retry.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.INDEXED, None)
+    assert backend.objects() == [inst.key]

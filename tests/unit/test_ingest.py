@@ -1,0 +1,71 @@
+"""Reading Part-10 objects for ingest: what is accepted, and truncation reported as 0xC000."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from dicomweb_server.ingest import InvalidInstance, Reason, build_record, parse_part10
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+
+from tests.corpus import SOURCES, make_instance
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+def test_every_corpus_source_is_accepted_with_its_identity(source):
+    inst = make_instance(source)
+    record = build_record(parse_part10(inst.data), inst.data)
+    assert (record.study_uid, record.series_uid, record.sop_uid) == (inst.study_uid, inst.series_uid, inst.sop_uid)
+    assert record.transfer_syntax_uid == inst.transfer_syntax_uid
+    assert record.size == len(inst.data)
+
+
+def test_a_deflated_dataset_is_accepted():
+    with open(get_testdata_file("image_dfl.dcm", download=False), "rb") as fh:
+        data = fh.read()
+    assert parse_part10(data).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1.99"
+
+
+def cut_inside_the_header_of(data: bytes, keyword: str, keep: int) -> bytes:
+    """The object ending ``keep`` bytes into the header of element ``keyword``."""
+    ds = dcmread(io.BytesIO(data))
+    raw = ds.get_item(keyword)
+    header = 12 if raw.VR in ("OB", "OW", "SQ", "UN", "UT", "OF", "OD", "OL", "OV", "UC", "UR") else 8
+    return data[: raw.value_tell - header + keep]
+
+
+@pytest.mark.parametrize(
+    "source, cut",
+    [
+        ("ct", lambda d: d[:-1]),
+        ("ct", lambda d: d[: len(d) // 2]),
+        ("ct", lambda d: cut_inside_the_header_of(d, "PixelData", 5)),
+        ("mr_implicit", lambda d: cut_inside_the_header_of(d, "PixelData", 3)),
+        ("jpeg", lambda d: d[:-1]),  # the 4-byte length of the closing delimiter item is cut
+        ("jpeg", lambda d: d[:-6]),  # the delimiter tag itself is cut
+        ("multiframe", lambda d: d[:-4]),
+        ("multiframe", lambda d: cut_inside_the_header_of(d, "PixelData", 10)),
+    ],
+)
+def test_truncated_objects_are_cannot_understand(source, cut):
+    data = cut(make_instance(source).data)
+    with pytest.raises(InvalidInstance) as err:
+        parse_part10(data)
+    assert err.value.reason is Reason.CANNOT_UNDERSTAND
+    assert "truncated" in err.value.message or "unreadable DICOM data" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "not a DICOM Part-10 file (0 bytes)"),
+        (b"\x00" * 128 + b"NOPE" + b"\x00" * 64, "no 'DICM' prefix"),
+        (b"x" * 131, "not a DICOM Part-10 file (131 bytes)"),
+    ],
+)
+def test_non_dicom_is_cannot_understand(data, message):
+    with pytest.raises(InvalidInstance) as err:
+        parse_part10(data)
+    assert err.value.reason is Reason.CANNOT_UNDERSTAND
+    assert message in err.value.message

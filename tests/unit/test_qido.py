@@ -1,0 +1,288 @@
+"""QIDO-RS query parsing and matching (PS3.18 §10.6, PS3.4 §C.2.2.2), as documented in qido.py."""
+
+import pytest
+from dicomweb_server.errors import BadRequest
+from dicomweb_server.ingest import build_record, parse_part10
+from dicomweb_server.qido import Level, page, parse_query, series_result, study_result
+from dicomweb_server.records import SeriesSummary, StudySummary
+
+from tests.corpus import make_instance
+
+PATIENT_NAME, STUDY_DATE, STUDY_TIME, MODALITIES = "00100010", "00080020", "00080030", "00080061"
+
+
+def pn(name):
+    return {PATIENT_NAME: {"vr": "PN", "Value": [{"Alphabetic": name}]}}
+
+
+def matches(level, attrs, **params):
+    return parse_query(list(params.items()), level).matches(attrs)
+
+
+def study_matches(attrs, **params):
+    return matches(Level.STUDY, attrs, **params)
+
+
+# -- parse errors ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, level, message",
+    [
+        ([("Foo", "x")], Level.STUDY, "unknown query parameter 'Foo'"),
+        ([("PatientNam", "x")], Level.STUDY, "unknown query parameter"),
+        ([("Modality", "CT")], Level.STUDY, "Modality (00080060) is not searchable at the study level"),
+        ([("PixelData", "x")], Level.INSTANCE, "is not searchable at the instance level"),
+        ([("StudyDate", "2024")], Level.STUDY, "dates are YYYYMMDD"),
+        ([("StudyDate", "2024-01-05")], Level.STUDY, "dates are YYYYMMDD"),
+        ([("StudyDate", "yesterday")], Level.STUDY, "dates are YYYYMMDD"),
+        ([("StudyTime", "noon")], Level.STUDY, "is not a DICOM time"),
+        ([("StudyInstanceUID", "1.2.abc")], Level.STUDY, "not a valid UID"),
+        ([("StudyInstanceUID", "1.2.3,1..4")], Level.STUDY, "'1..4' is not a valid UID"),
+        ([("SeriesNumber", "two")], Level.SERIES, "is not a number"),
+        ([("limit", "ten")], Level.STUDY, "limit='ten' is not a whole number"),
+        ([("limit", "0")], Level.STUDY, "limit=0 is out of range"),
+        ([("limit", "-5")], Level.STUDY, "out of range"),
+        ([("offset", "-1")], Level.STUDY, "offset=-1 is out of range"),
+        ([("fuzzymatching", "yes")], Level.STUDY, "expected true or false"),
+        ([("PatientID", "a"), ("PatientID", "b")], Level.STUDY, "given twice with different values"),
+    ],
+)
+def test_bad_queries_are_400_saying_what_is_wrong(params, level, message):
+    with pytest.raises(BadRequest) as err:
+        parse_query(params, level)
+    assert err.value.status == 400
+    assert message in err.value.message
+
+
+def test_keywords_and_tags_are_both_accepted_and_repeats_with_the_same_value_are_fine():
+    query = parse_query([("00100020", "P1"), ("PatientID", "P1"), ("0010,0010", "X")], Level.STUDY)
+    assert query.predicate("PatientID").raw == "P1"
+    assert query.predicate("PatientName").raw == "X"
+
+
+def test_limit_above_the_maximum_is_lowered_with_a_warning():
+    query = parse_query([("limit", "5000")], Level.STUDY, max_limit=1000)
+    assert query.limit == 1000
+    assert query.warnings == ("The limit 5000 exceeds the maximum of 1000; it was lowered to 1000",)
+    assert parse_query([], Level.STUDY, default_limit=25).limit == 25
+
+
+# -- person names --------------------------------------------------------------------------------------
+
+PN_CASES = [
+    # query, name, expected
+    ("THOMPSON", "THOMPSON^ALEX", True),  # no ^: the family name
+    ("THOMPSON", "THOMPSONS^ALEX", False),
+    ("THOMPSON", "ALEX^THOMPSON", False),
+    ("thompson", "Thompson^Alex", True),  # case-insensitive
+    ("muller", "MÜLLER^RENÉ", True),  # accent-insensitive
+    ("Müller^rene", "MULLER^RENE", True),
+    ("STRASSE", "Straße^Anna", True),
+    ("SIIM^Joe", "SIIM^JOE", True),  # each given component at its position
+    ("SIIM^Joe", "SIIM^JOE^M^DR", True),  # components left out match anything
+    ("SIIM^Joe", "SIIM^JOHN", False),
+    ("SIIM^Joe", "JOE^SIIM", False),
+    ("SIIM^Joe", "SIIM", False),
+    ("^JOE", "SIIM^JOE", True),  # an empty component matches anything
+    ("SIIM^^DR", "SIIM^JOE^DR", True),
+    ("SIIM*", "SIIM^JOE", True),  # wildcard across the whole name
+    ("SIIM*", "SIIMON^X", True),
+    ("SIIM*", "ASIIM^JOE", False),
+    ("SIIM^*", "SIIM", True),
+    ("*JOE*", "SIIM^JOE", True),
+    ("*JOE*", "JOE^SMITH", True),
+    ("*JOE*", "SIIM^JANE", False),
+    ("?IIM^JOE", "SIIM^JOE", True),
+    ("SIIM^J?E", "SIIM^JOE", True),
+    ("SIIM^J?E", "SIIM^JOHN", False),
+    ("  siim  ^  joe ", "SIIM^JOE", True),  # components are trimmed
+    ("SIIM", "SIIM^JOE=シイム^ジョー", True),  # ideographic groups are not matched
+]
+
+
+@pytest.mark.parametrize("query, name, expected", PN_CASES)
+def test_person_name_matching(query, name, expected):
+    assert study_matches(pn(name), PatientName=query) is expected
+
+
+@pytest.mark.parametrize(
+    "query, name, expected",
+    [
+        ("joe siim", "SIIM^JOE", True),  # every word matches the start of some word
+        ("jo", "SIIM^JOE", True),
+        ("si jo", "SIIM^JOE", True),
+        ("ane", "SIIM^JANE", False),
+        ("joe smith", "SIIM^JOE", False),
+        ("rene", "MÜLLER^RENÉ", True),
+    ],
+)
+def test_fuzzy_person_name_matching(query, name, expected):
+    assert study_matches(pn(name), PatientName=query, fuzzymatching="true") is expected
+
+
+def test_fuzzy_words_in_any_order_need_fuzzymatching():
+    assert not study_matches(pn("SIIM^JOE"), PatientName="joe siim")
+    assert not study_matches(pn("SIIM^JOE"), PatientName="joe siim", fuzzymatching="false")
+
+
+def test_a_name_query_does_not_match_a_study_without_a_name():
+    assert not study_matches({}, PatientName="SIIM")
+    assert study_matches({}, PatientName="*")  # universal matching
+    assert study_matches({}, PatientName="")
+
+
+# -- other attributes --------------------------------------------------------------------------------
+
+
+def test_other_strings_are_case_sensitive_with_wildcards():
+    attrs = {"00081030": {"vr": "LO", "Value": ["Chest CT"]}}
+    assert study_matches(attrs, StudyDescription="Chest CT")
+    assert not study_matches(attrs, StudyDescription="chest ct")
+    assert study_matches(attrs, StudyDescription="Chest*")
+    assert study_matches(attrs, StudyDescription="*C?")
+    assert not study_matches(attrs, StudyDescription="Chest")
+
+
+DATE = {STUDY_DATE: {"vr": "DA", "Value": ["20240105"]}}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("20240105", True),
+        ("20240106", False),
+        ("20240101-20240131", True),
+        ("20240105-20240105", True),
+        ("20240106-20240131", False),
+        ("-20240105", True),
+        ("-20240104", False),
+        ("20240105-", True),
+        ("20240106-", False),
+    ],
+)
+def test_date_ranges_are_inclusive_and_may_be_open(value, expected):
+    assert study_matches(DATE, StudyDate=value) is expected
+
+
+TIME = {STUDY_TIME: {"vr": "TM", "Value": ["072730.5"]}}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("070000-080000", True),
+        ("0700-0800", True),  # short times are padded: 07:00:00 to 08:00:00
+        ("07:00-08:00", True),
+        ("073000-", False),
+        ("-072730", False),  # 07:27:30.5 is after 07:27:30
+        ("-072731", True),
+        ("072730.5", True),
+        ("072730", False),
+    ],
+)
+def test_time_ranges(value, expected):
+    assert study_matches(TIME, StudyTime=value) is expected
+
+
+def test_uid_lists_with_commas_or_backslashes():
+    attrs = {"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}
+    assert study_matches(attrs, StudyInstanceUID="1.2.3")
+    assert study_matches(attrs, StudyInstanceUID="9.9,1.2.3")
+    assert study_matches(attrs, StudyInstanceUID="9.9\\1.2.3")
+    assert not study_matches(attrs, StudyInstanceUID="1.2.30,1.2")
+
+
+def test_modalities_in_study_lists_match_any_modality_of_the_study():
+    attrs = {MODALITIES: {"vr": "CS", "Value": ["CT", "MR"]}}
+    assert study_matches(attrs, ModalitiesInStudy="MR")
+    assert study_matches(attrs, ModalitiesInStudy="PT,CT")
+    assert study_matches(attrs, ModalitiesInStudy="PT\\MR")
+    assert not study_matches(attrs, ModalitiesInStudy="PT,US")
+    assert not study_matches(attrs, ModalitiesInStudy="ct")  # code strings are case-sensitive
+
+
+def test_numbers_match_by_value():
+    attrs = {"00200011": {"vr": "IS", "Value": [2]}}
+    assert matches(Level.SERIES, attrs, SeriesNumber="2")
+    assert matches(Level.SERIES, attrs, SeriesNumber="2.0")
+    assert matches(Level.SERIES, attrs, SeriesNumber="02")
+    assert not matches(Level.SERIES, attrs, SeriesNumber="3")
+
+
+def test_instance_level_searches_series_attributes_too():
+    query = parse_query([("Modality", "CT"), ("InstanceNumber", "1")], Level.INSTANCE)
+    assert query.matches({"00080060": {"vr": "CS", "Value": ["CT"]}, "00200013": {"vr": "IS", "Value": [1]}})
+    assert not query.matches({"00080060": {"vr": "CS", "Value": ["MR"]}, "00200013": {"vr": "IS", "Value": [1]}})
+
+
+def test_all_predicates_must_match():
+    attrs = {**pn("SIIM^JOE"), **DATE}
+    assert study_matches(attrs, PatientName="SIIM", StudyDate="20240101-")
+    assert not study_matches(attrs, PatientName="SIIM", StudyDate="-20231231")
+
+
+# -- results: which attributes come back -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def summary():
+    inst = make_instance("ct", PatientName="SIIM^JOE", StudyDescription="Chest", InstitutionName="Hospital")
+    record = build_record(parse_part10(inst.data), inst.data)
+    return StudySummary(record.study_uid, record.study, ("CT", "MR"), 2, 5)
+
+
+def test_study_result_has_defaults_aggregates_and_an_absolute_retrieve_url(summary):
+    result = study_result(summary, parse_query([], Level.STUDY), "https://h.example/prod")
+    assert result["00081190"] == {"vr": "UR", "Value": [f"https://h.example/prod/studies/{summary.study_uid}"]}
+    assert result[MODALITIES] == {"vr": "CS", "Value": ["CT", "MR"]}
+    assert result["00201206"] == {"vr": "IS", "Value": [2]}  # NumberOfStudyRelatedSeries
+    assert result["00201208"] == {"vr": "IS", "Value": [5]}  # NumberOfStudyRelatedInstances
+    assert result["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "SIIM^JOE"}]}
+    assert "00081030" not in result  # StudyDescription is not a default attribute
+    assert "00080080" not in result  # InstitutionName
+    assert list(result) == sorted(result)
+
+
+@pytest.mark.parametrize("field", ["StudyDescription", "00081030", "StudyDescription,InstitutionName"])
+def test_includefield_adds_attributes(summary, field):
+    result = study_result(summary, parse_query([("includefield", field)], Level.STUDY), "http://x")
+    assert result["00081030"] == {"vr": "LO", "Value": ["Chest"]}
+    assert ("00080080" in result) is ("InstitutionName" in field)
+
+
+def test_includefield_all_returns_every_stored_attribute(summary):
+    result = study_result(summary, parse_query([("includefield", "all")], Level.STUDY), "http://x")
+    assert set(summary.attrs) <= set(result)
+
+
+def test_matching_keys_are_returned_even_when_not_default(summary):
+    result = study_result(summary, parse_query([("StudyDescription", "Ch*")], Level.STUDY), "http://x")
+    assert result["00081030"] == {"vr": "LO", "Value": ["Chest"]}
+
+
+def test_series_result_has_its_instance_count_and_url():
+    series = SeriesSummary("1.2", "1.2.3", {"00080060": {"vr": "CS", "Value": ["CT"]}}, 7)
+    result = series_result(series, parse_query([], Level.SERIES), "http://x")
+    assert result["00201209"] == {"vr": "IS", "Value": [7]}
+    assert result["00081190"]["Value"] == ["http://x/studies/1.2/series/1.2.3"]
+
+
+# -- paging ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "limit, offset, expected, more",
+    [
+        (2, 0, [0, 1], True),
+        (2, 2, [2, 3], True),
+        (2, 4, [4], False),
+        (2, 3, [3, 4], False),
+        (5, 0, [0, 1, 2, 3, 4], False),
+        (10, 0, [0, 1, 2, 3, 4], False),
+        (3, 9, [], False),
+    ],
+)
+def test_page_applies_offset_and_limit_and_says_whether_more_exist(limit, offset, expected, more):
+    query = parse_query([("limit", str(limit)), ("offset", str(offset))], Level.STUDY)
+    assert page(list(range(5)), query) == (expected, more)
