@@ -127,7 +127,7 @@ def test_quoted_boundary_parameter():
         (CT, b"--XyZ\r\n\r\nx\r\n--XyZ", "body truncated at byte 17"),
         (CT, b"--XyZ\r\nContent-Type: application/dicom", "part 1 has no end of headers"),
         (CT, b"--XyZ\r\nthis is not a header\r\n\r\nx\r\n--XyZ--",
-         "malformed part header b'this is not a header' at byte 7"),
+         "malformed part header 'this is not a header' at byte 7"),
         (CT, b"--XyZ\r\n: no name\r\n\r\nx\r\n--XyZ--", "malformed part header"),
         (CT, b"--XyZjunk\r\n\r\nx\r\n--XyZ--", "unexpected bytes after the boundary at byte 5"),
         (CT, b"--XyZ--\r\n", "the body has no parts"),

@@ -87,7 +87,8 @@ def parse_headers(block: bytes, offset: int) -> dict[str, str]:
             continue
         name, sep, value = raw.partition(b":")
         if not sep or not name.strip():
-            raise MultipartError(f"multipart: malformed part header {raw[:60]!r} at byte {offset}")
+            shown = raw[:60].decode("latin-1")
+            raise MultipartError(f"multipart: malformed part header {shown!r} at byte {offset}")
         headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
     return headers
 

@@ -6,6 +6,7 @@ FailureReason and leaves nothing behind, while the valid parts of the same reque
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from .ingest import InvalidInstance, Reason, ingest
 from .media import DICOM, DICOM_JSON, DICOM_XML, MediaType
 from .ports import BlobStore, MetadataIndex
 from .records import DicomJson
+
+log = logging.getLogger("dicomweb.stow")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class StowOutcome:
 
 def check_request_type(content_type: MediaType) -> str:
     """Refuse request bodies STOW-RS cannot take, before reading them; returns the part type."""
+    if content_type.type != "multipart/related":
+        raise UnsupportedMediaType(
+            f'STOW-RS takes multipart/related; type="{DICOM}" (or dicom+xml / dicom+json metadata with '
+            f"bulk data), not {content_type.type}"
+        )
     multipart.boundary_of(content_type)
     part_type = (content_type.param("type") or DICOM).lower()
     if part_type not in (DICOM, DICOM_JSON, DICOM_XML):
@@ -80,6 +88,10 @@ def store(
                                 max_metadata_bytes=max_metadata_bytes)
             except InvalidInstance as exc:
                 failure = exc
+            except Exception:  # storage failed (ingest left nothing behind): this instance only
+                log.exception("storing an instance failed")
+                failure = InvalidInstance(Reason.PROCESSING_FAILURE,
+                                          "the instance could not be stored (a storage error); send it again")
         if failure is not None:
             outcome.failed.append(FailedRef(failure.sop_class_uid, failure.sop_uid, failure.reason,
                                             f"{label}: {failure.message}"))
@@ -125,7 +137,6 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
                 "00081150": dj.element("UI", *([f.sop_class_uid] if f.sop_class_uid else [])),
                 "00081155": dj.element("UI", *([f.sop_uid] if f.sop_uid else [])),
                 "00081197": dj.element("US", int(f.reason)),
-                "00000902": dj.element("LO", f.message[:64]),
             }
             for f in outcome.failed
         ])
