@@ -56,6 +56,7 @@ bench: venv ## run the benchmarks and print the numbers recorded in the README
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(VENV)/bin/ruff check layers functions tests scripts benchmarks
+	$(VENV)/bin/ruff format --check layers functions tests scripts benchmarks
 	$(VENV)/bin/mypy layers/dicomweb/dicomweb_server
 	$(VENV)/bin/cfn-lint template.yaml
 	$(MAKE) validate

@@ -444,9 +444,10 @@ SURNAMES = ("SMITH", "JONES", "BROWN", "TAYLOR", "WILSON", "DAVIES", "EVANS", "T
 
 
 def aws_calls() -> dict[str, Any]:
+    from moto import mock_aws
+
     from dicomweb_server.drop import index_dropped
     from dicomweb_server.ingest import ingest
-    from moto import mock_aws
 
     phases: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -57,13 +57,37 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 # Environment variables that must not leak from the caller into ministack (whose whole
 # environment is inherited by the Lambda functions it runs) or into sam.
 _SCRUBBED_ENV = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION",
-    "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CA_BUNDLE", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV",
-    "LOCALSTACK_HOSTNAME", "GATEWAY_PORT", "EDGE_PORT", "PERSIST_STATE", "STATE_DIR",
-    "S3_PERSIST", "S3_DATA_DIR", "BIND_HOST", "LOCALSTACK_PERSISTENCE", "USE_SSL",
-    "IOT_MTLS_ENABLED", "IOT_MTLS_PORT", "SFTP_ENABLED", "MINISTACK_HOST", "MINISTACK_REGION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "VIRTUAL_ENV",
+    "LOCALSTACK_HOSTNAME",
+    "GATEWAY_PORT",
+    "EDGE_PORT",
+    "PERSIST_STATE",
+    "STATE_DIR",
+    "S3_PERSIST",
+    "S3_DATA_DIR",
+    "BIND_HOST",
+    "LOCALSTACK_PERSISTENCE",
+    "USE_SSL",
+    "IOT_MTLS_ENABLED",
+    "IOT_MTLS_PORT",
+    "SFTP_ENABLED",
+    "MINISTACK_HOST",
+    "MINISTACK_REGION",
 )
 
 
@@ -119,7 +143,10 @@ def _find_python312() -> Path:
     try:
         out = subprocess.run(
             [str(ROOT / "scripts" / "find-python.sh"), "3.12"],
-            check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            check=True,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as e:
         err = getattr(e, "stderr", "") or str(e)
@@ -269,8 +296,7 @@ class Cloud:
                 try:
                     self.process.wait(timeout)
                 except subprocess.TimeoutExpired:
-                    _log(f"ministack did not stop within {timeout:.0f}s; killing it "
-                         "(state since its start is lost)")
+                    _log(f"ministack did not stop within {timeout:.0f}s; killing it (state since its start is lost)")
                     self.process.kill()
                     self.process.wait(10)
             return self.process.returncode
@@ -369,14 +395,17 @@ def _start_ministack(workdir: Path, port: int, persist: bool) -> subprocess.Pope
     if persist:
         (workdir / "state").mkdir(exist_ok=True)
         (workdir / "s3").mkdir(exist_ok=True)
-        env.update(PERSIST_STATE="1", STATE_DIR=str(workdir / "state"),
-                   S3_PERSIST="1", S3_DATA_DIR=str(workdir / "s3"))
+        env.update(PERSIST_STATE="1", STATE_DIR=str(workdir / "state"), S3_PERSIST="1", S3_DATA_DIR=str(workdir / "s3"))
     else:
         # Some services write to STATE_DIR even without persistence (cognito's signing key):
         # keep that inside the workdir, not in /tmp/ministack-state.
         (workdir / "scratch-state").mkdir(exist_ok=True)
-        env.update(PERSIST_STATE="0", STATE_DIR=str(workdir / "scratch-state"),
-                   S3_PERSIST="0", S3_DATA_DIR=str(workdir / "scratch-s3"))
+        env.update(
+            PERSIST_STATE="0",
+            STATE_DIR=str(workdir / "scratch-state"),
+            S3_PERSIST="0",
+            S3_DATA_DIR=str(workdir / "scratch-s3"),
+        )
     log = workdir / "logs" / "ministack.log"
     with open(log, "ab") as fh:
         fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} ministack on {HOST}:{port} =====\n".encode())
@@ -416,8 +445,7 @@ def _run_tool(step: str, argv: list[str], env: dict[str, str], cwd: Path, log: P
     with open(log, "ab") as fh:
         fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)} =====\n".encode())
         fh.flush()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
         _current_child = proc
         try:
             rc = proc.wait()
@@ -460,8 +488,11 @@ def source_fingerprint(project: Path, overrides: str | None, stack_name: str) ->
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
             rel = path.relative_to(project)
-            if _SKIPPED_PARTS.intersection(rel.parts) or path.suffix == ".pyc" or any(
-                    part.endswith(".egg-info") for part in rel.parts):
+            if (
+                _SKIPPED_PARTS.intersection(rel.parts)
+                or path.suffix == ".pyc"
+                or any(part.endswith(".egg-info") for part in rel.parts)
+            ):
                 continue
             digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -475,8 +506,7 @@ def _stack_complete(cloud: Cloud) -> bool:
     return stack.get("StackStatus") in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
 
 
-def deploy(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = None,
-           force: bool = False) -> None:
+def deploy(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = None, force: bool = False) -> None:
     """sam build --cached --parallel, then sam deploy into the cloud; fills the cloud's outputs.
 
     Both are skipped (cloud.timings["skipped"] = 1) when the template, functions/ and layers/
@@ -493,8 +523,12 @@ def deploy(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = N
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):
         recorded = {}
-    if (not force and recorded.get("fingerprint") == fingerprint
-            and recorded.get("project") == str(project) and _stack_complete(cloud)):
+    if (
+        not force
+        and recorded.get("fingerprint") == fingerprint
+        and recorded.get("project") == str(project)
+        and _stack_complete(cloud)
+    ):
         cloud.timings.update(sam_build=0.0, sam_deploy=0.0, skipped=1.0)
         read_outputs(cloud)
         return
@@ -510,20 +544,44 @@ def deploy(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = N
     common = ["--config-file", str(config)]
 
     t0 = time.monotonic()
-    _run_tool("sam build", [
-        str(sam), "build", "--cached", "--parallel",
-        "--template-file", str(project / "template.yaml"),
-        "--build-dir", str(build_dir), "--cache-dir", str(cache_dir), *common,
-    ], env, project, workdir / "logs" / "sam-build.log")
+    _run_tool(
+        "sam build",
+        [
+            str(sam),
+            "build",
+            "--cached",
+            "--parallel",
+            "--template-file",
+            str(project / "template.yaml"),
+            "--build-dir",
+            str(build_dir),
+            "--cache-dir",
+            str(cache_dir),
+            *common,
+        ],
+        env,
+        project,
+        workdir / "logs" / "sam-build.log",
+    )
     cloud.timings["sam_build"] = time.monotonic() - t0
 
     t0 = time.monotonic()
     argv = [
-        str(sam), "deploy",
-        "--template-file", str(build_dir / "template.yaml"),
-        "--stack-name", cloud.stack_name, "--region", cloud.region,
-        "--resolve-s3", "--capabilities", "CAPABILITY_IAM",
-        "--no-confirm-changeset", "--no-fail-on-empty-changeset", "--no-progressbar", *common,
+        str(sam),
+        "deploy",
+        "--template-file",
+        str(build_dir / "template.yaml"),
+        "--stack-name",
+        cloud.stack_name,
+        "--region",
+        cloud.region,
+        "--resolve-s3",
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "--no-confirm-changeset",
+        "--no-fail-on-empty-changeset",
+        "--no-progressbar",
+        *common,
     ]
     if overrides:
         argv += ["--parameter-overrides", overrides]
@@ -625,8 +683,16 @@ def start_cloud(
     except BaseException:
         lock.close()
         raise
-    cloud = Cloud(workdir=workdir, port=port, process=proc, persist=persist,
-                  project=Path(project).resolve(), stack_name=stack_name, _lock=lock, api_key=api_key)
+    cloud = Cloud(
+        workdir=workdir,
+        port=port,
+        process=proc,
+        persist=persist,
+        project=Path(project).resolve(),
+        stack_name=stack_name,
+        _lock=lock,
+        api_key=api_key,
+    )
     parameter_overrides = with_api_key(parameter_overrides, api_key)
     try:
         (workdir / "localcloud.pid").write_text(f"{os.getpid()} {proc.pid} {port}\n")
@@ -706,33 +772,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _log(f"starting ministack on {HOST}:{port} (state in {workdir}; logs in {workdir / 'logs'})")
         api_key = None if args.no_api_key else local_api_key(workdir)
-        cloud = start_cloud(workdir, port=port, persist=not args.no_persist,
-                            parameter_overrides=args.parameter_overrides, project=Path(args.project),
-                            deploy_stack=False, api_key=api_key)
-        _log(f"ministack is up ({cloud.timings['ministack']:.1f}s); sam build + deploy "
-             f"(stack {cloud.stack_name})...")
+        cloud = start_cloud(
+            workdir,
+            port=port,
+            persist=not args.no_persist,
+            parameter_overrides=args.parameter_overrides,
+            project=Path(args.project),
+            deploy_stack=False,
+            api_key=api_key,
+        )
+        _log(f"ministack is up ({cloud.timings['ministack']:.1f}s); sam build + deploy (stack {cloud.stack_name})...")
         deploy(cloud, with_api_key(args.parameter_overrides, api_key), force=args.force_deploy)
         path = cloud.write_endpoint_file()
         t = cloud.timings
         if t.get("skipped"):
-            _log(f"sources unchanged since the last deploy: build and deploy skipped "
-                 f"(total {time.monotonic() - started:.1f}s; --force-deploy to redeploy)")
+            _log(
+                f"sources unchanged since the last deploy: build and deploy skipped "
+                f"(total {time.monotonic() - started:.1f}s; --force-deploy to redeploy)"
+            )
         else:
-            _log(f"deployed (build {t['sam_build']:.1f}s, deploy {t['sam_deploy']:.1f}s, "
-                 f"total {time.monotonic() - started:.1f}s)")
+            _log(
+                f"deployed (build {t['sam_build']:.1f}s, deploy {t['sam_deploy']:.1f}s, "
+                f"total {time.monotonic() - started:.1f}s)"
+            )
         bar = "=" * 78
-        print(f"\n{bar}\n  DICOMweb base URL:  {cloud.base_url}\n"
-              f"  WADO-URI:           {cloud.wado_uri_url}\n"
-              f"  API key:            {cloud.api_key or '(none: --no-api-key)'}  (header apikey or x-api-key)\n"
-              f"  AWS endpoint:       {cloud.aws_endpoint_url}  (region {cloud.region}, keys test/test)\n"
-              f"  bucket / table:     {cloud.bucket} / {cloud.table}\n"
-              f"  written to:         {path}\n"
-              f"  Ctrl-C (or `python scripts/localcloud.py stop`) stops it; state is kept.\n{bar}\n",
-              flush=True)
+        print(
+            f"\n{bar}\n  DICOMweb base URL:  {cloud.base_url}\n"
+            f"  WADO-URI:           {cloud.wado_uri_url}\n"
+            f"  API key:            {cloud.api_key or '(none: --no-api-key)'}  (header apikey or x-api-key)\n"
+            f"  AWS endpoint:       {cloud.aws_endpoint_url}  (region {cloud.region}, keys test/test)\n"
+            f"  bucket / table:     {cloud.bucket} / {cloud.table}\n"
+            f"  written to:         {path}\n"
+            f"  Ctrl-C (or `python scripts/localcloud.py stop`) stops it; state is kept.\n{bar}\n",
+            flush=True,
+        )
         while cloud.alive():
             time.sleep(0.5)
-        _log(f"ministack exited unexpectedly (code {cloud.process.returncode})\n"
-             f"{_tail(workdir / 'logs' / 'ministack.log')}")
+        _log(
+            f"ministack exited unexpectedly (code {cloud.process.returncode})\n"
+            f"{_tail(workdir / 'logs' / 'ministack.log')}"
+        )
         return 1
     except _Stop as stop_signal:
         _log(f"{stop_signal} received: stopping ministack (saving state)...")
@@ -783,18 +862,29 @@ def running_cloud(workdir: Path | str, **kwargs: Any) -> Iterator[Cloud]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
-                        help="state, logs and endpoint.json (default: .local)")
+    parser.add_argument(
+        "--workdir", default=str(DEFAULT_WORKDIR), help="state, logs and endpoint.json (default: .local)"
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="start ministack, deploy, print the URL, stay in the foreground")
-    run.add_argument("--port", type=int, default=None,
-                     help=f"default: $LOCALCLOUD_PORT, else {DEFAULT_PORT} if free, else a free port")
-    run.add_argument("--parameter-overrides", default=None,
-                     help='passed to sam deploy, e.g. "LogLevel=DEBUG MaxRequestBytes=1000000"')
+    run.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"default: $LOCALCLOUD_PORT, else {DEFAULT_PORT} if free, else a free port",
+    )
+    run.add_argument(
+        "--parameter-overrides",
+        default=None,
+        help='passed to sam deploy, e.g. "LogLevel=DEBUG MaxRequestBytes=1000000"',
+    )
     run.add_argument("--no-persist", action="store_true", help="keep all state in memory")
     run.add_argument("--no-api-key", action="store_true", help="deploy without an API key (open routes)")
-    run.add_argument("--force-deploy", action="store_true",
-                     help="run sam build + deploy even if no source changed since the last deploy")
+    run.add_argument(
+        "--force-deploy",
+        action="store_true",
+        help="run sam build + deploy even if no source changed since the last deploy",
+    )
     run.add_argument("--project", default=str(ROOT), help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
     sub.add_parser("stop", help="stop the cloud that `run` started").set_defaults(func=cmd_stop)

@@ -33,12 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # The seeds' own identifiers (shared/seeds): only the host part of their URLs changes.
 THOMPSON_STUDY = "1.2.392.200036.9116.2.2.2.1762893313.1029997326.945873"
 THOMPSON_SERIES = "1.2.392.200036.9116.2.2.2.1762893313.1029997326.945874"
-THOMPSON_SOPS = ["1.2.392.200036.9116.2.2.2.1762893313.1029997326.945875",
-                 "1.2.392.200036.9116.2.2.2.1762893313.1029997326.945876"]
+THOMPSON_SOPS = [
+    "1.2.392.200036.9116.2.2.2.1762893313.1029997326.945875",
+    "1.2.392.200036.9116.2.2.2.1762893313.1029997326.945876",
+]
 SIIM_STUDY = "1.3.6.1.4.1.14519.5.2.1.7777.9002.198875685720513246512710453733"
 SIIM_SERIES = "1.3.6.1.4.1.14519.5.2.1.7777.9002.207203214132667549392101803048"
-SIIM_SOPS = ["1.3.6.1.4.1.14519.5.2.1.7777.9002.327873213718058651550666129029",
-             "1.3.6.1.4.1.14519.5.2.1.7777.9002.327873213718058651550666129030"]
+SIIM_SOPS = [
+    "1.3.6.1.4.1.14519.5.2.1.7777.9002.327873213718058651550666129029",
+    "1.3.6.1.4.1.14519.5.2.1.7777.9002.327873213718058651550666129030",
+]
 PHOTO_STUDY = "2.25.329800735698586629295641978511506172918"
 PHOTO_SERIES = "2.25.444800735698586629295641978511506172918"
 PHOTO_SOP = "2.25.555800735698586629295641978511506172918"
@@ -79,7 +83,8 @@ def parts_of(response: requests.Response) -> list[tuple[dict[str, str], bytes]]:
     ctype = response.headers.get("Content-Type", "")
     check(ctype.startswith("multipart/related"), f"expected a multipart answer, got {ctype}")
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {ctype}\r\n\r\n".encode() + response.content)
+        f"Content-Type: {ctype}\r\n\r\n".encode() + response.content
+    )
     return [({k.lower(): str(v) for k, v in p.items()}, p.get_payload(decode=True)) for p in msg.iter_parts()]
 
 
@@ -94,8 +99,15 @@ class Walk:
         if not self.quiet:
             print(text)
 
-    def request(self, title: str, method: str, url: str, headers: dict[str, str] | None = None,
-                body: bytes | None = None, body_note: str = "") -> requests.Response:
+    def request(
+        self,
+        title: str,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        body_note: str = "",
+    ) -> requests.Response:
         self.steps += 1
         headers = dict(headers or {})
         if self.api_key:
@@ -117,8 +129,10 @@ class Walk:
 
         for tag, element in doc.items():
             values = [v.get("Alphabetic", v) if isinstance(v, dict) else v for v in element.get("Value", [])]
-            self.say(f"  {tag} {keyword_for_tag(int(tag, 16)) or '':32} {element.get('vr')}  "
-                     f"{json.dumps(values, ensure_ascii=False)}")
+            self.say(
+                f"  {tag} {keyword_for_tag(int(tag, 16)) or '':32} {element.get('vr')}  "
+                f"{json.dumps(values, ensure_ascii=False)}"
+            )
 
     def show_parts(self, parts: list[tuple[dict[str, str], bytes]]) -> None:
         for i, (headers, payload) in enumerate(parts, 1):
@@ -132,42 +146,91 @@ class Walk:
 
 
 def load_samples(w: Walk) -> None:
-    thompson = dict(PatientName="THOMPSON^ALEX", PatientID="12345", PatientBirthDate="19670701", PatientSex="M",
-                    StudyDate="20130409", StudyTime="131600.0000", AccessionNumber="11235813", StudyID="11235813",
-                    StudyDescription="Abdomen CT", ReferringPhysicianName="SMITH^KAREN",
-                    SpecificCharacterSet="ISO_IR 192")
-    siim = dict(PatientName="SIIM^JOE", PatientID="SIIM-1", StudyDate="20180927", StudyDescription="Hands-on study",
-                AccessionNumber="SIIM0001")
-    files = [part10("CT_small.dcm", THOMPSON_STUDY, THOMPSON_SERIES, sop, n, **thompson)
-             for n, sop in enumerate(THOMPSON_SOPS, 1)]
+    thompson = dict(
+        PatientName="THOMPSON^ALEX",
+        PatientID="12345",
+        PatientBirthDate="19670701",
+        PatientSex="M",
+        StudyDate="20130409",
+        StudyTime="131600.0000",
+        AccessionNumber="11235813",
+        StudyID="11235813",
+        StudyDescription="Abdomen CT",
+        ReferringPhysicianName="SMITH^KAREN",
+        SpecificCharacterSet="ISO_IR 192",
+    )
+    siim = dict(
+        PatientName="SIIM^JOE",
+        PatientID="SIIM-1",
+        StudyDate="20180927",
+        StudyDescription="Hands-on study",
+        AccessionNumber="SIIM0001",
+    )
+    files = [
+        part10("CT_small.dcm", THOMPSON_STUDY, THOMPSON_SERIES, sop, n, **thompson)
+        for n, sop in enumerate(THOMPSON_SOPS, 1)
+    ]
     files += [part10("CT_small.dcm", SIIM_STUDY, SIIM_SERIES, sop, n, **siim) for n, sop in enumerate(SIIM_SOPS, 1)]
-    body, ctype = multipart([(f, {"Content-Type": "application/dicom"}) for f in files], '"application/dicom"',
-                            "sample-study-boundary")
-    r = w.request("Load the sample studies (STOW-RS, 4 Part-10 instances)", "POST", f"{w.base}/studies",
-                  {"Content-Type": ctype, "Accept": "application/dicom+json"}, body, "samples.multipart")
+    body, ctype = multipart(
+        [(f, {"Content-Type": "application/dicom"}) for f in files], '"application/dicom"', "sample-study-boundary"
+    )
+    r = w.request(
+        "Load the sample studies (STOW-RS, 4 Part-10 instances)",
+        "POST",
+        f"{w.base}/studies",
+        {"Content-Type": ctype, "Accept": "application/dicom+json"},
+        body,
+        "samples.multipart",
+    )
     check(r.status_code == 200, f"loading the samples answered {r.status_code}: {r.text[:300]}")
     w.say(f"  stored {len(r.json()['00081199']['Value'])} instances (storing them again changes nothing)")
 
 
 def seed_quick_start(w: Walk) -> None:
-    r = w.request("QIDO-RS: Karen searches studies by last name", "GET",
-                  f"{w.base}/studies/?00100010=THOMPSON&includefield=00081030", {"Accept": "application/json"})
+    r = w.request(
+        "QIDO-RS: Karen searches studies by last name",
+        "GET",
+        f"{w.base}/studies/?00100010=THOMPSON&includefield=00081030",
+        {"Accept": "application/json"},
+    )
     check(r.status_code == 200, f"search answered {r.status_code}")
     [study] = [s for s in r.json() if s["0020000D"]["Value"] == [THOMPSON_STUDY]]
     w.show_dataset(study)
-    for tag in ("00080005", "00080020", "00080030", "00080050", "00080056", "00080061", "00080090", "00081030",
-                "00100010", "00100020", "00100030", "00100040", "0020000D", "00200010", "00201206", "00201208",
-                "00081190"):
+    for tag in (
+        "00080005",
+        "00080020",
+        "00080030",
+        "00080050",
+        "00080056",
+        "00080061",
+        "00080090",
+        "00081030",
+        "00100010",
+        "00100020",
+        "00100030",
+        "00100040",
+        "0020000D",
+        "00200010",
+        "00201206",
+        "00201208",
+        "00081190",
+    ):
         check(tag in study, f"the study result lacks {tag}")
     check(study["00100010"]["Value"] == [{"Alphabetic": "THOMPSON^ALEX"}], "PatientName")
     check(study["00081190"]["Value"] == [f"{w.base}/studies/{THOMPSON_STUDY}"], "RetrieveURL")
 
-    r = w.request("WADO-RS: the study as JPEG images", "GET", study["00081190"]["Value"][0],
-                  {"Accept": "multipart/related; type=image/jpeg"})
+    r = w.request(
+        "WADO-RS: the study as JPEG images",
+        "GET",
+        study["00081190"]["Value"][0],
+        {"Accept": "multipart/related; type=image/jpeg"},
+    )
     parts = parts_of(r)
     w.show_parts(parts)
-    check(len(parts) == 2 and all(Image.open(io.BytesIO(p)).size == (128, 128) for _, p in parts),
-          "expected one 128x128 JPEG per CT slice")
+    check(
+        len(parts) == 2 and all(Image.open(io.BytesIO(p)).size == (128, 128) for _, p in parts),
+        "expected one 128x128 JPEG per CT slice",
+    )
 
     photo = Image.new("RGB", (320, 240), (180, 40, 40))
     for x in range(100, 220):
@@ -176,28 +239,55 @@ def seed_quick_start(w: Walk) -> None:
     jpeg = io.BytesIO()
     photo.save(jpeg, format="JPEG", quality=90)
     xml = (ROOT / "events" / "stow-photo-metadata.xml").read_bytes()
-    body, ctype = multipart([(xml, {"Content-Type": "application/dicom+xml"}),
-                             (jpeg.getvalue(), {"Content-Type": "image/jpeg", "Content-Location": "329800735"})],
-                            "application/dicom+xml", "MESSAGEBOUNDARY")
-    r = w.request("STOW-RS: upload the lesion photo (XML metadata + JPEG)", "POST", f"{w.base}/studies/{PHOTO_STUDY}",
-                  {"Content-Type": ctype}, body, "photo.multipart")
+    body, ctype = multipart(
+        [
+            (xml, {"Content-Type": "application/dicom+xml"}),
+            (jpeg.getvalue(), {"Content-Type": "image/jpeg", "Content-Location": "329800735"}),
+        ],
+        "application/dicom+xml",
+        "MESSAGEBOUNDARY",
+    )
+    r = w.request(
+        "STOW-RS: upload the lesion photo (XML metadata + JPEG)",
+        "POST",
+        f"{w.base}/studies/{PHOTO_STUDY}",
+        {"Content-Type": ctype},
+        body,
+        "photo.multipart",
+    )
     w.say(r.text[:700] + ("..." if len(r.text) > 700 else ""))
-    check(r.status_code == 200 and r.headers["Content-Type"].startswith("application/dicom+xml"),
-          f"the upload answered {r.status_code}: {r.text[:300]}")
+    check(
+        r.status_code == 200 and r.headers["Content-Type"].startswith("application/dicom+xml"),
+        f"the upload answered {r.status_code}: {r.text[:300]}",
+    )
     check(f"{w.base}/studies/{PHOTO_STUDY}/series/{PHOTO_SERIES}/instances/{PHOTO_SOP}" in r.text, "RetrieveURL")
-    r = w.request("WADO-RS: the uploaded photo's frame", "GET",
-                  f"{w.base}/studies/{PHOTO_STUDY}/series/{PHOTO_SERIES}/instances/{PHOTO_SOP}/frames/1",
-                  {"Accept": "multipart/related; type=image/jpeg"})
+    r = w.request(
+        "WADO-RS: the uploaded photo's frame",
+        "GET",
+        f"{w.base}/studies/{PHOTO_STUDY}/series/{PHOTO_SERIES}/instances/{PHOTO_SOP}/frames/1",
+        {"Accept": "multipart/related; type=image/jpeg"},
+    )
     parts = parts_of(r)
     w.show_parts(parts)
     check(parts[0][1] == jpeg.getvalue(), "the frame is not the uploaded JPEG")
 
     broken = (ROOT / "events" / "stow-photo-metadata-seed-typos.xml").read_bytes()
-    body, ctype = multipart([(broken, {"Content-Type": "application/dicom+xml"}),
-                             (jpeg.getvalue(), {"Content-Type": "image/jpeg", "Content-Location": "329800735"})],
-                            "application/dicom+xml", "MESSAGEBOUNDARY")
-    r = w.request("STOW-RS with the seed's XML exactly as printed (it has typos)", "POST",
-                  f"{w.base}/studies/{PHOTO_STUDY}", {"Content-Type": ctype}, body, "seed-typos.multipart")
+    body, ctype = multipart(
+        [
+            (broken, {"Content-Type": "application/dicom+xml"}),
+            (jpeg.getvalue(), {"Content-Type": "image/jpeg", "Content-Location": "329800735"}),
+        ],
+        "application/dicom+xml",
+        "MESSAGEBOUNDARY",
+    )
+    r = w.request(
+        "STOW-RS with the seed's XML exactly as printed (it has typos)",
+        "POST",
+        f"{w.base}/studies/{PHOTO_STUDY}",
+        {"Content-Type": ctype},
+        body,
+        "seed-typos.multipart",
+    )
     w.say(r.text)
     check(r.status_code == 400 and "line" in r.json()["message"], "malformed XML should be a 400 naming the line")
 
@@ -214,25 +304,41 @@ def seed_hands_on(w: Walk) -> None:
     r = w.request("2. The study's structure, as JSON", "GET", url, {"Accept": "application/json"})
     instances = r.json()
     for inst in instances:
-        w.say("  " + ", ".join(f"{k}={inst[t]['Value'][0]}" for k, t in (
-            ("SOPInstanceUID", "00080018"), ("Modality", "00080060"), ("SeriesNumber", "00200011"),
-            ("InstanceNumber", "00200013"))))
+        w.say(
+            "  "
+            + ", ".join(
+                f"{k}={inst[t]['Value'][0]}"
+                for k, t in (
+                    ("SOPInstanceUID", "00080018"),
+                    ("Modality", "00080060"),
+                    ("SeriesNumber", "00200011"),
+                    ("InstanceNumber", "00200013"),
+                )
+            )
+        )
     check(sorted(i["00080018"]["Value"][0] for i in instances) == sorted(SIIM_SOPS), "instances")
     check(all("00081190" in i for i in instances), "RetrieveURL on each instance")
-    r = w.request("2b. ... and as DICOM XML parts", "GET", url,
-                  {"Accept": 'multipart/related; type="application/dicom+xml"'})
+    r = w.request(
+        "2b. ... and as DICOM XML parts", "GET", url, {"Accept": 'multipart/related; type="application/dicom+xml"'}
+    )
     parts = parts_of(r)
     w.show_parts(parts)
     check(len(parts) == 2 and all(SIIM_SERIES.encode() in p for _, p in parts), "XML parts")
 
     frame_url = f"{w.base}/studies/{SIIM_STUDY}/series/{SIIM_SERIES}/instances/{SIIM_SOPS[0]}/frames/1"
-    r = w.request("3. Let's see some images (frames as JPEG)", "GET", frame_url,
-                  {"Accept": "multipart/related; type=image/dicom+jpeg"})
+    r = w.request(
+        "3. Let's see some images (frames as JPEG)",
+        "GET",
+        frame_url,
+        {"Accept": "multipart/related; type=image/dicom+jpeg"},
+    )
     parts = parts_of(r)
     w.show_parts(parts)
     check(Image.open(io.BytesIO(parts[0][1])).format == "JPEG", "frame JPEG")
-    wado_uri = (f"{w.base}/wadouri/?requestType=WADO&contentType=image/jpeg&studyUID={SIIM_STUDY}"
-                f"&seriesUID={SIIM_SERIES}&objectUID={SIIM_SOPS[0]}")
+    wado_uri = (
+        f"{w.base}/wadouri/?requestType=WADO&contentType=image/jpeg&studyUID={SIIM_STUDY}"
+        f"&seriesUID={SIIM_SERIES}&objectUID={SIIM_SOPS[0]}"
+    )
     for content_type in ("image/jpeg", "image/png"):
         r = w.request(f"3b. WADO-URI as {content_type}", "GET", wado_uri.replace("image/jpeg", content_type))
         image = Image.open(io.BytesIO(r.content))
@@ -242,8 +348,10 @@ def seed_hands_on(w: Walk) -> None:
     r = w.request("4. The entire study in one shot", "GET", f"{w.base}/studies/{SIIM_STUDY}")
     parts = parts_of(r)
     w.show_parts(parts)
-    check(len(parts) == 2 and all(dcmread(io.BytesIO(p)).StudyInstanceUID == SIIM_STUDY for _, p in parts),
-          "two Part-10 objects")
+    check(
+        len(parts) == 2 and all(dcmread(io.BytesIO(p)).StudyInstanceUID == SIIM_STUDY for _, p in parts),
+        "two Part-10 objects",
+    )
 
     if w.api_key:
         saved, w.api_key = w.api_key, None

@@ -125,24 +125,42 @@ def make_study(
     for number, source in enumerate(sources, start=1):
         series_uid = generate_uid()
         for i in range(1, instances_per_series + 1):
-            out.append(make_instance(source, study_uid=study_uid, series_uid=series_uid,
-                                     SeriesNumber=number, InstanceNumber=i, **attributes))
+            out.append(
+                make_instance(
+                    source,
+                    study_uid=study_uid,
+                    series_uid=series_uid,
+                    SeriesNumber=number,
+                    InstanceNumber=i,
+                    **attributes,
+                )
+            )
     return out
 
 
 def make_corpus() -> list[Instance]:
     """A small varied archive: five studies, three patients, CT/MR/OT, compressed and multi-frame."""
     return [
-        *make_study(("ct", "mr"), PatientName="DOE^JANE", PatientID="PID-1", StudyDate="20240105",
-                    AccessionNumber="ACC-1"),
-        *make_study(("mr_implicit",), PatientName="DOE^JOHN", PatientID="PID-2", StudyDate="20230610",
-                    AccessionNumber="ACC-2"),
-        *make_study(("jpeg",), PatientName="SIIM^JOE", PatientID="PID-3", StudyDate="20220301",
-                    AccessionNumber="ACC-3"),
-        *make_study(("multiframe",), PatientName="SIIM^JOE", PatientID="PID-3", StudyDate="20220302",
-                    AccessionNumber="ACC-4"),
-        *make_study(("ct",), instances_per_series=3, PatientName="MÜLLER^RENÉ", PatientID="PID-4",
-                    StudyDate="20210101", AccessionNumber="ACC-5"),
+        *make_study(
+            ("ct", "mr"), PatientName="DOE^JANE", PatientID="PID-1", StudyDate="20240105", AccessionNumber="ACC-1"
+        ),
+        *make_study(
+            ("mr_implicit",), PatientName="DOE^JOHN", PatientID="PID-2", StudyDate="20230610", AccessionNumber="ACC-2"
+        ),
+        *make_study(
+            ("jpeg",), PatientName="SIIM^JOE", PatientID="PID-3", StudyDate="20220301", AccessionNumber="ACC-3"
+        ),
+        *make_study(
+            ("multiframe",), PatientName="SIIM^JOE", PatientID="PID-3", StudyDate="20220302", AccessionNumber="ACC-4"
+        ),
+        *make_study(
+            ("ct",),
+            instances_per_series=3,
+            PatientName="MÜLLER^RENÉ",
+            PatientID="PID-4",
+            StudyDate="20210101",
+            AccessionNumber="ACC-5",
+        ),
     ]
 
 

@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import localcloud  # noqa: E402
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -79,8 +78,13 @@ class Endpoint:
         import boto3
 
         if self.aws_endpoint_url:
-            return boto3.client(service, endpoint_url=self.aws_endpoint_url, region_name=self.region,
-                                aws_access_key_id="test", aws_secret_access_key="test")
+            return boto3.client(
+                service,
+                endpoint_url=self.aws_endpoint_url,
+                region_name=self.region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
         return boto3.client(service, region_name=self.region)
 
 
@@ -104,16 +108,32 @@ def _localstack(workdir: Path, api_key: str) -> Iterator[Endpoint]:
     import docker
     from pytest_localstack.session import LocalstackSession
 
-    services = ["s3", "dynamodb", "lambda", "apigateway", "cloudformation", "iam", "sts", "secretsmanager",
-                "logs", "ssm"]
+    services = [
+        "s3",
+        "dynamodb",
+        "lambda",
+        "apigateway",
+        "cloudformation",
+        "iam",
+        "sts",
+        "secretsmanager",
+        "logs",
+        "ssm",
+    ]
     with LocalstackSession(docker.from_env(), services=services) as session:
         port = int(session.endpoint_url("s3").rsplit(":", 1)[1].split("/")[0])
-        cloud = localcloud.Cloud(workdir=workdir, port=port, process=_ExternalProcess(),  # type: ignore[arg-type]
-                                 persist=False, api_key=api_key)
+        cloud = localcloud.Cloud(
+            workdir=workdir,
+            port=port,
+            process=_ExternalProcess(),  # type: ignore[arg-type]
+            persist=False,
+            api_key=api_key,
+        )
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         localcloud.deploy(cloud, localcloud.with_api_key(None, api_key), force=True)
-        yield Endpoint(cloud.base_url, api_key, "localstack", cloud.region, cloud.aws_endpoint_url,
-                       cloud.bucket, cloud.stack_name)
+        yield Endpoint(
+            cloud.base_url, api_key, "localstack", cloud.region, cloud.aws_endpoint_url, cloud.bucket, cloud.stack_name
+        )
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +159,16 @@ def endpoint(pytestconfig: pytest.Config) -> Iterator[Endpoint]:
     for stale in ("state", "s3"):  # every session starts from an empty, persistent cloud
         shutil.rmtree(workdir / stale, ignore_errors=True)
     cloud = localcloud.start_cloud(workdir, persist=True, api_key=api_key)
-    found = Endpoint(cloud.base_url, api_key, "ministack", cloud.region, cloud.aws_endpoint_url, cloud.bucket,
-                     cloud.stack_name, cloud)
+    found = Endpoint(
+        cloud.base_url,
+        api_key,
+        "ministack",
+        cloud.region,
+        cloud.aws_endpoint_url,
+        cloud.bucket,
+        cloud.stack_name,
+        cloud,
+    )
     try:
         yield found
     finally:

@@ -14,7 +14,8 @@ def parts_of(response: requests.Response) -> list[tuple[dict[str, str], bytes]]:
     ctype = response.headers["Content-Type"]
     assert ctype.startswith("multipart/related"), ctype
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {ctype}\r\n\r\n".encode() + response.content)
+        f"Content-Type: {ctype}\r\n\r\n".encode() + response.content
+    )
     out = []
     for part in message.iter_parts():
         headers = {k.lower(): str(v) for k, v in part.items()}

@@ -77,8 +77,12 @@ def test_study_uid_mismatch_fails_that_instance(endpoint: Endpoint, bucket_acces
 
 @pytest.mark.parametrize("uid", ["1.2.abc", "1..2", "1." + "2" * 70, "1.2.3;drop"])
 def test_invalid_uids_in_the_path_are_400(endpoint: Endpoint, uid: str) -> None:
-    for path in (f"/studies/{uid}", f"/studies/{uid}/series", f"/studies/{uid}/metadata",
-                 f"/studies/1.2.3/series/{uid}/instances"):
+    for path in (
+        f"/studies/{uid}",
+        f"/studies/{uid}/series",
+        f"/studies/{uid}/metadata",
+        f"/studies/1.2.3/series/{uid}/instances",
+    ):
         r = endpoint.get(path)
         assert r.status_code == 400, (path, r.status_code, r.text)
         assert "UID" in r.json()["message"]

@@ -23,9 +23,16 @@ def _values(result: dict, tag: str) -> list:
 @pytest.fixture(scope="module")
 def thompson(endpoint: Endpoint) -> list:
     """A stored study: CT + MR + JPEG + multi-frame, one series each."""
-    study = make_study(("ct", "mr", "jpeg", "multiframe"), PatientName="THOMPSON^ALEX", PatientID=f"P{generate_uid()[-8:]}",
-                       StudyDate="20130409", StudyTime="131600", AccessionNumber=f"A{generate_uid()[-10:]}",
-                       StudyDescription="Abdomen CT", ReferringPhysicianName="SMITH^KAREN")
+    study = make_study(
+        ("ct", "mr", "jpeg", "multiframe"),
+        PatientName="THOMPSON^ALEX",
+        PatientID=f"P{generate_uid()[-8:]}",
+        StudyDate="20130409",
+        StudyTime="131600",
+        AccessionNumber=f"A{generate_uid()[-10:]}",
+        StudyDescription="Abdomen CT",
+        ReferringPhysicianName="SMITH^KAREN",
+    )
     body, ctype = stow_body(study)
     r = endpoint.post("/studies", body, ctype, headers={"Accept": "application/dicom+json"})
     assert r.status_code == 200, r.text
@@ -43,7 +50,8 @@ def test_stow_response_references_every_instance_with_absolute_urls(endpoint: En
     assert _values(ref, "00081155") == [instance.sop_uid]
     assert _values(ref, "00081150") == [instance.sop_class_uid]
     assert _values(ref, "00081190") == [
-        f"{endpoint.base_url}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"]
+        f"{endpoint.base_url}/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"
+    ]
     assert _values(doc, "00081190") == [f"{endpoint.base_url}/studies/{instance.study_uid}"]
 
 
@@ -78,8 +86,9 @@ def test_qido_study_level_matching_and_counts(endpoint: Endpoint, thompson: list
 def test_qido_paging_with_limit_and_offset(endpoint: Endpoint) -> None:
     pid = f"PAGE-{generate_uid()[-10:]}"
     studies = {make_instance("mr", PatientID=pid, StudyDate=f"2020010{i}").study_uid: i for i in range(1, 6)}
-    body, ctype = stow_body([make_instance("mr", study_uid=uid, PatientID=pid, StudyDate=f"2020010{i}")
-                             for uid, i in studies.items()])
+    body, ctype = stow_body(
+        [make_instance("mr", study_uid=uid, PatientID=pid, StudyDate=f"2020010{i}") for uid, i in studies.items()]
+    )
     assert endpoint.post("/studies", body, ctype).status_code == 200
     seen: list[str] = []
     for offset in (0, 2, 4):
@@ -103,7 +112,8 @@ def test_qido_series_and_instances(endpoint: Endpoint, thompson: list) -> None:
     [inst] = r.json()
     assert _values(inst, "00080018") == [mr.sop_uid]
     assert _values(inst, "00081190") == [
-        f"{endpoint.base_url}/studies/{study}/series/{mr.series_uid}/instances/{mr.sop_uid}"]
+        f"{endpoint.base_url}/studies/{study}/series/{mr.series_uid}/instances/{mr.sop_uid}"
+    ]
 
 
 def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, thompson: list) -> None:
@@ -122,7 +132,8 @@ def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, tho
     [(_, series_part)] = parts_of(endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}"))
     assert series_part == one.data
     [(_, inst_part)] = parts_of(
-        endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}"))
+        endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}")
+    )
     assert inst_part == one.data
 
 
@@ -160,8 +171,9 @@ def test_dicomweb_client_round_trip(endpoint: Endpoint) -> None:
     assert len(client.retrieve_study(study[0].study_uid)) == 3
     metadata = client.retrieve_series_metadata(study[0].study_uid, study[2].series_uid)
     assert metadata[0]["00080018"]["Value"] == [study[2].sop_uid]
-    frames = client.retrieve_instance_frames(study[2].study_uid, study[2].series_uid, study[2].sop_uid,
-                                             frame_numbers=[1, 2])
+    frames = client.retrieve_instance_frames(
+        study[2].study_uid, study[2].series_uid, study[2].sop_uid, frame_numbers=[1, 2]
+    )
     assert len(frames) == 2 and all(frames)
 
 
@@ -175,8 +187,9 @@ def test_s3_drop_becomes_searchable_and_indexes_once(endpoint: Endpoint, s3) -> 
         found = endpoint.get("/studies", params={"StudyInstanceUID": instance.study_uid}).json()
         time.sleep(0.3)
     assert found, "the dropped file was not indexed within 30 s"
-    [(_, payload)] = parts_of(endpoint.get(
-        f"/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"))
+    [(_, payload)] = parts_of(
+        endpoint.get(f"/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}")
+    )
     assert payload == instance.data
     listed = s3.list_objects_v2(Bucket=endpoint.bucket, Prefix=key).get("KeyCount", 0)
     assert listed == 0, "the dropped object stays in incoming/"

@@ -29,11 +29,21 @@ def _v(doc: dict, tag: str) -> list:
 
 @pytest.fixture(scope="module")
 def alex(endpoint: Endpoint) -> list:
-    study = make_study(("ct", "mr"), instances_per_series=2, PatientName="THOMPSON^ALEX",
-                       PatientID=f"AT{generate_uid()[-9:]}", PatientBirthDate="19670701", PatientSex="M",
-                       StudyDate="20130409", StudyTime="131600.0000", AccessionNumber="11235813", StudyID="11235813",
-                       StudyDescription="Abdomen CT", ReferringPhysicianName="SMITH^KAREN",
-                       SpecificCharacterSet="ISO_IR 192")
+    study = make_study(
+        ("ct", "mr"),
+        instances_per_series=2,
+        PatientName="THOMPSON^ALEX",
+        PatientID=f"AT{generate_uid()[-9:]}",
+        PatientBirthDate="19670701",
+        PatientSex="M",
+        StudyDate="20130409",
+        StudyTime="131600.0000",
+        AccessionNumber="11235813",
+        StudyID="11235813",
+        StudyDescription="Abdomen CT",
+        ReferringPhysicianName="SMITH^KAREN",
+        SpecificCharacterSet="ISO_IR 192",
+    )
     body, ctype = stow_body(study)
     assert endpoint.post("/studies", body, ctype).status_code == 200
     return study
@@ -57,8 +67,9 @@ def test_walkthrough_script_replays_both_seeds(endpoint: Endpoint) -> None:
 
 
 def test_search_by_last_name_returns_the_seed_attributes(endpoint: Endpoint, alex: list) -> None:
-    r = endpoint.get("/studies/", params={"00100010": "THOMPSON", "includefield": "00081030"},
-                     headers={"Accept": "application/json"})
+    r = endpoint.get(
+        "/studies/", params={"00100010": "THOMPSON", "includefield": "00081030"}, headers={"Accept": "application/json"}
+    )
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
     [study] = [s for s in r.json() if _v(s, "0020000D") == [alex[0].study_uid]]
     assert _v(study, "00080005") == ["ISO_IR 192"]
@@ -90,8 +101,9 @@ def test_study_structure_as_json_and_as_xml(endpoint: Endpoint, joe: list) -> No
     path = f"/studies/{joe[0].study_uid}/instances"
     for accept in (None, "*/*", "application/json", "application/dicom+json"):
         r = endpoint.get(path, headers={"Accept": accept} if accept else {})
-        assert r.status_code == 200 and r.headers["Content-Type"].startswith(accept if accept in (
-            "application/json", "application/dicom+json") else "application/dicom+json")
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(
+            accept if accept in ("application/json", "application/dicom+json") else "application/dicom+json"
+        )
         items = r.json()
         assert {_v(i, "00080018")[0] for i in items} == {i.sop_uid for i in joe}
         for item in items:
@@ -114,8 +126,14 @@ def _frame_url(inst) -> str:
     return f"/studies/{inst.study_uid}/series/{inst.series_uid}/instances/{inst.sop_uid}/frames"
 
 
-@pytest.mark.parametrize("accept", ["multipart/related; type=image/jpeg", 'multipart/related; type="image/jpeg"',
-                                    "multipart/related; type=image/dicom+jpeg"])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "multipart/related; type=image/jpeg",
+        'multipart/related; type="image/jpeg"',
+        "multipart/related; type=image/dicom+jpeg",
+    ],
+)
 def test_frames_as_jpeg_decode_to_rows_by_columns(endpoint: Endpoint, joe: list, accept: str) -> None:
     for inst in joe:
         ds = inst.dataset()
@@ -135,19 +153,29 @@ def test_frame_lists_and_stored_bytes(endpoint: Endpoint, joe: list) -> None:
 
     ds = multi.dataset()
     stored = list(generate_frames(ds.PixelData, number_of_frames=2))
-    parts = parts_of(endpoint.get(_frame_url(multi) + "/1,2", headers={
-        "Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}))
+    parts = parts_of(
+        endpoint.get(
+            _frame_url(multi) + "/1,2",
+            headers={"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'},
+        )
+    )
     assert [p for _, p in parts] == stored
     assert all(ds.file_meta.TransferSyntaxUID in h["content-type"] for h, _ in parts)
     ct = next(i for i in joe if i.source == "ct")
-    [(_, raw)] = parts_of(endpoint.get(_frame_url(ct) + "/1", headers={
-        "Accept": "multipart/related; type=application/octet-stream"}))
+    [(_, raw)] = parts_of(
+        endpoint.get(_frame_url(ct) + "/1", headers={"Accept": "multipart/related; type=application/octet-stream"})
+    )
     assert raw == ct.dataset().PixelData
 
 
 def _wado_uri(endpoint: Endpoint, inst, **params) -> requests.Response:
-    query = {"requestType": "WADO", "studyUID": inst.study_uid, "seriesUID": inst.series_uid,
-             "objectUID": inst.sop_uid, **params}
+    query = {
+        "requestType": "WADO",
+        "studyUID": inst.study_uid,
+        "seriesUID": inst.series_uid,
+        "objectUID": inst.sop_uid,
+        **params,
+    }
     return requests.get(endpoint.wado_uri_url + "/", params=query, headers=endpoint.headers(), timeout=60)
 
 
@@ -177,9 +205,19 @@ def test_wado_uri_windowing_monochrome1_and_frame_number(endpoint: Endpoint) -> 
 
     def png(inst_uids, **params) -> np.ndarray:
         study, series, sop = inst_uids
-        r = requests.get(endpoint.wado_uri_url, headers=endpoint.headers(), timeout=60, params={
-            "requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop,
-            "contentType": "image/png", **params})
+        r = requests.get(
+            endpoint.wado_uri_url,
+            headers=endpoint.headers(),
+            timeout=60,
+            params={
+                "requestType": "WADO",
+                "studyUID": study,
+                "seriesUID": series,
+                "objectUID": sop,
+                "contentType": "image/png",
+                **params,
+            },
+        )
         assert r.status_code == 200, r.text
         return np.asarray(Image.open(io.BytesIO(r.content)))
 
@@ -197,8 +235,9 @@ def test_wado_uri_windowing_monochrome1_and_frame_number(endpoint: Endpoint) -> 
 
 
 def test_whole_study_as_jpeg_has_one_part_per_frame(endpoint: Endpoint, joe: list) -> None:
-    parts = parts_of(endpoint.get(f"/studies/{joe[0].study_uid}", headers={
-        "Accept": "multipart/related; type=image/jpeg"}))
+    parts = parts_of(
+        endpoint.get(f"/studies/{joe[0].study_uid}", headers={"Accept": "multipart/related; type=image/jpeg"})
+    )
     expected = sum(int(i.dataset().get("NumberOfFrames", 1) or 1) for i in joe)
     assert len(parts) == expected
     for headers, payload in parts:
@@ -214,7 +253,9 @@ def _photo() -> bytes:
 
 
 def _xml(study: str, series: str, sop: str, pixel_ref: str | None = "photo-1") -> bytes:
-    pixel = f'<DicomAttribute tag="7FE00010" vr="OB"><BulkData uri="{pixel_ref}"/></DicomAttribute>' if pixel_ref else ""
+    pixel = (
+        f'<DicomAttribute tag="7FE00010" vr="OB"><BulkData uri="{pixel_ref}"/></DicomAttribute>' if pixel_ref else ""
+    )
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM">
  <DicomAttribute tag="00100010" vr="PN"><PersonName number="1"><Alphabetic><FamilyName>THOMPSON</FamilyName>
@@ -228,13 +269,18 @@ def _xml(study: str, series: str, sop: str, pixel_ref: str | None = "photo-1") -
 </NativeDicomModel>""".encode()
 
 
-def _metadata_body(meta: bytes, meta_type: str, bulk: bytes, bulk_type: str = "image/jpeg",
-                   location: str = "photo-1") -> tuple[bytes, str]:
+def _metadata_body(
+    meta: bytes, meta_type: str, bulk: bytes, bulk_type: str = "image/jpeg", location: str = "photo-1"
+) -> tuple[bytes, str]:
     boundary = "photo-" + generate_uid()[-12:]
-    body = (f"--{boundary}\r\nContent-Type: {meta_type}\r\n\r\n".encode() + meta +
-            f"\r\n--{boundary}\r\nContent-Type: {bulk_type}\r\nContent-Location: {location}\r\n\r\n".encode() +
-            bulk + f"\r\n--{boundary}--\r\n".encode())
-    return body, f"multipart/related; type=\"{meta_type}\"; boundary={boundary}"
+    body = (
+        f"--{boundary}\r\nContent-Type: {meta_type}\r\n\r\n".encode()
+        + meta
+        + f"\r\n--{boundary}\r\nContent-Type: {bulk_type}\r\nContent-Location: {location}\r\n\r\n".encode()
+        + bulk
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f'multipart/related; type="{meta_type}"; boundary={boundary}'
 
 
 def test_stow_xml_metadata_with_a_jpeg_builds_a_real_instance(endpoint: Endpoint) -> None:
@@ -252,8 +298,12 @@ def test_stow_xml_metadata_with_a_jpeg_builds_a_real_instance(endpoint: Endpoint
     assert f"{endpoint.base_url}/studies/{study}/series/{series}/instances/{sop}" in texts
     found = endpoint.get("/studies", params={"StudyInstanceUID": study}).json()
     assert _v(found[0], "00080061") == ["XC"]
-    [(_, frame)] = parts_of(endpoint.get(f"/studies/{study}/series/{series}/instances/{sop}/frames/1",
-                                         headers={"Accept": "multipart/related; type=image/jpeg"}))
+    [(_, frame)] = parts_of(
+        endpoint.get(
+            f"/studies/{study}/series/{series}/instances/{sop}/frames/1",
+            headers={"Accept": "multipart/related; type=image/jpeg"},
+        )
+    )
     assert frame == jpeg
     [(_, part10)] = parts_of(endpoint.get(f"/studies/{study}/series/{series}/instances/{sop}"))
     ds = dcmread(io.BytesIO(part10))
@@ -266,9 +316,16 @@ def test_stow_xml_metadata_with_a_jpeg_builds_a_real_instance(endpoint: Endpoint
 
 def test_stow_json_metadata_answers_in_json(endpoint: Endpoint) -> None:
     study, sop = generate_uid(), generate_uid()
-    meta = json.dumps([{"0020000D": {"vr": "UI", "Value": [study]}, "00080018": {"vr": "UI", "Value": [sop]},
-                        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "SIIM^JOE"}]},
-                        "7FE00010": {"vr": "OB", "BulkDataURI": "http://client/bulk/7"}}]).encode()
+    meta = json.dumps(
+        [
+            {
+                "0020000D": {"vr": "UI", "Value": [study]},
+                "00080018": {"vr": "UI", "Value": [sop]},
+                "00100010": {"vr": "PN", "Value": [{"Alphabetic": "SIIM^JOE"}]},
+                "7FE00010": {"vr": "OB", "BulkDataURI": "http://client/bulk/7"},
+            }
+        ]
+    ).encode()
     body, ctype = _metadata_body(meta, "application/dicom+json", _photo(), location="http://client/bulk/7")
     r = endpoint.post("/studies", body, ctype)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/dicom+json")
@@ -282,10 +339,22 @@ def test_bad_metadata_uploads_are_4xx_and_store_nothing(endpoint: Endpoint) -> N
     study, series, sop = generate_uid(), generate_uid(), generate_uid()
     broken = _xml(study, series, sop).replace(b"</Value></DicomAttribute>", b"</value></DicomAttribute>", 1)
     cases.append(("malformed XML", _metadata_body(broken, "application/dicom+xml", _photo()), 400, "line"))
-    cases.append(("missing bulk data", _metadata_body(_xml(study, series, sop, "nowhere"), "application/dicom+xml",
-                                                     _photo()), 409, "nowhere"))
-    cases.append(("not a JPEG", _metadata_body(_xml(study, series, sop), "application/dicom+xml",
-                                               b"GIF89a definitely not a jpeg"), 409, "not a JPEG"))
+    cases.append(
+        (
+            "missing bulk data",
+            _metadata_body(_xml(study, series, sop, "nowhere"), "application/dicom+xml", _photo()),
+            409,
+            "nowhere",
+        )
+    )
+    cases.append(
+        (
+            "not a JPEG",
+            _metadata_body(_xml(study, series, sop), "application/dicom+xml", b"GIF89a definitely not a jpeg"),
+            409,
+            "not a JPEG",
+        )
+    )
     for name, (body, ctype), status, word in cases:
         r = endpoint.post(f"/studies/{study}", body, ctype)
         assert r.status_code == status, (name, r.status_code, r.text)
@@ -298,11 +367,24 @@ def test_wado_uri_and_frame_bad_input(endpoint: Endpoint, joe: list) -> None:
     inst = joe[0]
     r = _wado_uri(endpoint, inst, contentType="application/pdf")
     assert r.status_code == 406 and "contentType" in r.json()["message"]
-    r = requests.get(endpoint.wado_uri_url, headers=endpoint.headers(), timeout=60, params={
-        "requestType": "WADX", "studyUID": inst.study_uid, "seriesUID": inst.series_uid, "objectUID": inst.sop_uid})
+    r = requests.get(
+        endpoint.wado_uri_url,
+        headers=endpoint.headers(),
+        timeout=60,
+        params={
+            "requestType": "WADX",
+            "studyUID": inst.study_uid,
+            "seriesUID": inst.series_uid,
+            "objectUID": inst.sop_uid,
+        },
+    )
     assert r.status_code == 400 and "requestType" in r.json()["message"]
-    r = requests.get(endpoint.wado_uri_url, headers=endpoint.headers(), timeout=60,
-                     params={"requestType": "WADO", "studyUID": inst.study_uid})
+    r = requests.get(
+        endpoint.wado_uri_url,
+        headers=endpoint.headers(),
+        timeout=60,
+        params={"requestType": "WADO", "studyUID": inst.study_uid},
+    )
     assert r.status_code == 400 and "seriesUID" in r.json()["message"]
     r = _wado_uri(endpoint, inst, frameNumber="9")
     assert r.status_code == 404 and "frame 9" in r.json()["message"]
@@ -313,11 +395,20 @@ def test_wado_uri_and_frame_bad_input(endpoint: Endpoint, joe: list) -> None:
 
 
 ROUTES = [
-    "/studies", "/studies/{s}", "/studies/{s}/metadata", "/studies/{s}/series", "/studies/{s}/instances",
-    "/studies/{s}/series/{se}", "/studies/{s}/series/{se}/metadata", "/studies/{s}/series/{se}/instances",
-    "/studies/{s}/series/{se}/instances/{i}", "/studies/{s}/series/{se}/instances/{i}/metadata",
-    "/studies/{s}/series/{se}/instances/{i}/frames/1", "/studies/{s}/series/{se}/instances/{i}/rendered",
-    "/studies/{s}/series/{se}/instances/{i}/frames/1/rendered", "/wadouri",
+    "/studies",
+    "/studies/{s}",
+    "/studies/{s}/metadata",
+    "/studies/{s}/series",
+    "/studies/{s}/instances",
+    "/studies/{s}/series/{se}",
+    "/studies/{s}/series/{se}/metadata",
+    "/studies/{s}/series/{se}/instances",
+    "/studies/{s}/series/{se}/instances/{i}",
+    "/studies/{s}/series/{se}/instances/{i}/metadata",
+    "/studies/{s}/series/{se}/instances/{i}/frames/1",
+    "/studies/{s}/series/{se}/instances/{i}/rendered",
+    "/studies/{s}/series/{se}/instances/{i}/frames/1/rendered",
+    "/wadouri",
 ]
 
 
@@ -332,10 +423,18 @@ def test_api_key_is_required_on_every_route(endpoint: Endpoint, joe: list) -> No
         assert missing.status_code == 401 and missing.json()["message"], route
         assert wrong.status_code == 403 and set(wrong.json()) == {"status", "error", "message"}, route
     body, ctype = stow_body([make_instance("mr")])
-    assert requests.post(endpoint.base_url + "/studies", data=body, headers={"Content-Type": ctype},
-                         timeout=60).status_code == 401
-    ok = requests.get(endpoint.base_url + "/studies", params={"StudyInstanceUID": inst.study_uid},
-                      headers={"x-api-key": endpoint.api_key}, timeout=60)
+    assert (
+        requests.post(
+            endpoint.base_url + "/studies", data=body, headers={"Content-Type": ctype}, timeout=60
+        ).status_code
+        == 401
+    )
+    ok = requests.get(
+        endpoint.base_url + "/studies",
+        params={"StudyInstanceUID": inst.study_uid},
+        headers={"x-api-key": endpoint.api_key},
+        timeout=60,
+    )
     assert ok.status_code == 200 and len(ok.json()) == 1
 
 
@@ -344,9 +443,15 @@ def test_cors_preflight_on_every_route(endpoint: Endpoint, joe: list) -> None:
     origin = "https://viewer.example.org"
     for route in ROUTES:
         url = endpoint.base_url + route.format(s=inst.study_uid, se=inst.series_uid, i=inst.sop_uid)
-        r = requests.options(url, timeout=60, headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST" if route == "/studies" else "GET",
-            "Access-Control-Request-Headers": "accept, authorization, apikey, content-type"})
+        r = requests.options(
+            url,
+            timeout=60,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST" if route == "/studies" else "GET",
+                "Access-Control-Request-Headers": "accept, authorization, apikey, content-type",
+            },
+        )
         assert r.status_code == 200, (route, r.status_code, r.text)
         assert r.headers["Access-Control-Allow-Origin"] in ("*", origin)
         allowed = r.headers["Access-Control-Allow-Headers"].lower()

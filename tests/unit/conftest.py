@@ -11,15 +11,15 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+from starlette.testclient import TestClient
+
 from dicomweb_server.adapters.dynamodb import DynamoDbIndex
 from dicomweb_server.adapters.memory import MemoryBlobStore, MemoryIndex
 from dicomweb_server.adapters.s3 import S3BlobStore
 from dicomweb_server.ports import BlobStore, MetadataIndex
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import create_app
-from moto import mock_aws
-from starlette.testclient import TestClient
-
 from tests.corpus import create_bucket, create_table, list_keys
 
 from .doubles import Untransacted
@@ -33,8 +33,13 @@ TABLE = "dicomweb-unit-index"
 def moto_aws() -> Iterator[None]:
     """Everything boto3 does inside goes to moto, with fake credentials (never real ones)."""
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                     "AWS_ENDPOINT_URL_DYNAMODB"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+        ):
             mp.delenv(name, raising=False)
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -99,8 +104,13 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
         return memory_backend()
     env: Aws = request.getfixturevalue("aws")
-    return Backend("aws", DynamoDbIndex(env.dynamodb, env.table), S3BlobStore(env.s3, env.bucket),
-                   lambda: list_keys(env.s3, env.bucket), DynamoDbIndex(Untransacted(env.dynamodb), env.table))
+    return Backend(
+        "aws",
+        DynamoDbIndex(env.dynamodb, env.table),
+        S3BlobStore(env.s3, env.bucket),
+        lambda: list_keys(env.s3, env.bucket),
+        DynamoDbIndex(Untransacted(env.dynamodb), env.table),
+    )
 
 
 @pytest.fixture

@@ -4,14 +4,14 @@ S3/DynamoDB adapters (on moto) must behave the same, so the fakes the other test
 from __future__ import annotations
 
 import pytest
+from pydicom.uid import generate_uid
+
 from dicomweb_server import dicom_json
 from dicomweb_server.adapters.dynamodb import DynamoDbIndex
 from dicomweb_server.adapters.memory import MemoryIndex
 from dicomweb_server.ingest import build_record, parse_part10
 from dicomweb_server.ports import AddOutcome, BlobNotFound
 from dicomweb_server.qido import Level, parse_query
-from pydicom.uid import generate_uid
-
 from tests.corpus import make_instance
 
 
@@ -68,20 +68,57 @@ def test_aggregates_count_series_instances_and_modalities(backend):
 
 #: label -> (source, attributes). Newest first: A, F, B, D, C, E, G.
 ARCHIVE = {
-    "A": ("ct", dict(PatientName="DOE^JANE", PatientID="PID-1", AccessionNumber="ACC-1", StudyDate="20240105",
-                     StudyTime="101010", PatientSex="F")),
-    "B": ("mr", dict(PatientName="DOE^JOHN", PatientID="PID-2", AccessionNumber="ACC-2", StudyDate="20230610",
-                     PatientSex="M")),
-    "C": ("jpeg", dict(PatientName="SIIM^JOE", PatientID="PID-3", AccessionNumber="ACC-3", StudyDate="20220301",
-                       PatientSex="M")),
-    "D": ("multiframe", dict(PatientName="SIIM^JOE", PatientID="PID-3", AccessionNumber="ACC-4",
-                             StudyDate="20220302", PatientSex="M")),
-    "E": ("ct", dict(PatientName="MÜLLER^RENÉ", PatientID="PID-4", AccessionNumber="ACC-5", StudyDate="20210101",
-                     PatientSex="M")),
-    "F": ("ct", dict(PatientName="SIIM", PatientID="PID-5", AccessionNumber="ACC-6", StudyDate="20240105",
-                     StudyTime="080000", PatientSex="F")),
-    "G": ("mr", dict(PatientName="NODATE^X", PatientID="PID-6", AccessionNumber=None, StudyDate=None,
-                     StudyTime=None, PatientSex="F")),
+    "A": (
+        "ct",
+        dict(
+            PatientName="DOE^JANE",
+            PatientID="PID-1",
+            AccessionNumber="ACC-1",
+            StudyDate="20240105",
+            StudyTime="101010",
+            PatientSex="F",
+        ),
+    ),
+    "B": (
+        "mr",
+        dict(PatientName="DOE^JOHN", PatientID="PID-2", AccessionNumber="ACC-2", StudyDate="20230610", PatientSex="M"),
+    ),
+    "C": (
+        "jpeg",
+        dict(PatientName="SIIM^JOE", PatientID="PID-3", AccessionNumber="ACC-3", StudyDate="20220301", PatientSex="M"),
+    ),
+    "D": (
+        "multiframe",
+        dict(PatientName="SIIM^JOE", PatientID="PID-3", AccessionNumber="ACC-4", StudyDate="20220302", PatientSex="M"),
+    ),
+    "E": (
+        "ct",
+        dict(
+            PatientName="MÜLLER^RENÉ", PatientID="PID-4", AccessionNumber="ACC-5", StudyDate="20210101", PatientSex="M"
+        ),
+    ),
+    "F": (
+        "ct",
+        dict(
+            PatientName="SIIM",
+            PatientID="PID-5",
+            AccessionNumber="ACC-6",
+            StudyDate="20240105",
+            StudyTime="080000",
+            PatientSex="F",
+        ),
+    ),
+    "G": (
+        "mr",
+        dict(
+            PatientName="NODATE^X",
+            PatientID="PID-6",
+            AccessionNumber=None,
+            StudyDate=None,
+            StudyTime=None,
+            PatientSex="F",
+        ),
+    ),
 }
 
 
@@ -154,14 +191,23 @@ def test_memory_and_dynamodb_agree_on_every_query(aws):
     memory, dynamo = MemoryIndex(), DynamoDbIndex(aws.dynamodb, aws.table)
     names = sorted({name for _, name, _ in PN_CASES})
     for i, name in enumerate(names):
-        inst = make_instance(("ct", "mr", "jpeg")[i % 3], PatientName=name, PatientID=f"P{i % 4}",
-                             StudyDate=f"2024{1 + i % 12:02d}{1 + i % 28:02d}")
+        inst = make_instance(
+            ("ct", "mr", "jpeg")[i % 3],
+            PatientName=name,
+            PatientID=f"P{i % 4}",
+            StudyDate=f"2024{1 + i % 12:02d}{1 + i % 28:02d}",
+        )
         add(memory, inst)
         add(dynamo, inst)
     queries = [[("PatientName", q)] for q in sorted({q for q, _, _ in PN_CASES})]
     queries += [[("PatientName", q), ("fuzzymatching", "true")] for q in ("joe siim", "jo", "rene")]
-    queries += [[("PatientID", "P1")], [("PatientID", "P*")], [("ModalitiesInStudy", "OT")],
-                [("StudyDate", "20240301-20240930")], [("limit", "3"), ("offset", "2")]]
+    queries += [
+        [("PatientID", "P1")],
+        [("PatientID", "P*")],
+        [("ModalitiesInStudy", "OT")],
+        [("StudyDate", "20240301-20240930")],
+        [("limit", "3"), ("offset", "2")],
+    ]
     for params in queries:
         query = study_query(*params)
         assert dynamo.search_studies(query) == memory.search_studies(query), params
@@ -187,8 +233,12 @@ def walk(index, limit, *params):
 def many_studies(backend):
     """25 studies on 7 dates (so many share a date), alternating sex and modality."""
     for i in range(25):
-        add(backend.bulk, make_instance(("ct", "mr")[i % 2], StudyDate=f"202001{1 + i % 7:02d}",
-                                        PatientSex="FM"[i % 2], PatientName=f"PAGE^{i}"))
+        add(
+            backend.bulk,
+            make_instance(
+                ("ct", "mr")[i % 2], StudyDate=f"202001{1 + i % 7:02d}", PatientSex="FM"[i % 2], PatientName=f"PAGE^{i}"
+            ),
+        )
     return backend.index
 
 
@@ -237,8 +287,10 @@ def series_study(backend):
     for number in (3, 1, None, 2):
         for instance_number in (2, 3, 1):
             attrs = dict(InstanceNumber=instance_number, SeriesNumber=number)
-            add(backend.index, make_instance("mr" if number == 2 else "ct", study_uid=study,
-                                             series_uid=series[number], **attrs))
+            add(
+                backend.index,
+                make_instance("mr" if number == 2 else "ct", study_uid=study, series_uid=series[number], **attrs),
+            )
     return study, series
 
 
@@ -256,8 +308,13 @@ def test_search_series_orders_by_series_number(backend, series_study):
 
 
 def numbers(instances):
-    return [(i.series_attrs["00200011"]["Value"][0] if "Value" in i.series_attrs.get("00200011", {}) else None,
-             i.attrs["00200013"]["Value"][0]) for i in instances]
+    return [
+        (
+            i.series_attrs["00200011"]["Value"][0] if "Value" in i.series_attrs.get("00200011", {}) else None,
+            i.attrs["00200013"]["Value"][0],
+        )
+        for i in instances
+    ]
 
 
 def test_search_instances_orders_by_series_then_instance_number(backend, series_study):
@@ -267,11 +324,13 @@ def test_search_instances_orders_by_series_then_instance_number(backend, series_
     assert numbers(found) == expected and more is False
     found, _ = backend.index.search_instances(study, series[3], parse_query([], Level.INSTANCE))
     assert numbers(found) == [(3, 1), (3, 2), (3, 3)]
-    found, _ = backend.index.search_instances(study, None, parse_query([("InstanceNumber", "2"),
-                                                                        ("Modality", "CT")], Level.INSTANCE))
+    found, _ = backend.index.search_instances(
+        study, None, parse_query([("InstanceNumber", "2"), ("Modality", "CT")], Level.INSTANCE)
+    )
     assert numbers(found) == [(1, 2), (3, 2), (None, 2)]
-    found, more = backend.index.search_instances(study, None, parse_query([("limit", "4"), ("offset", "4")],
-                                                                          Level.INSTANCE))
+    found, more = backend.index.search_instances(
+        study, None, parse_query([("limit", "4"), ("offset", "4")], Level.INSTANCE)
+    )
     assert (numbers(found), more) == (expected[4:8], True)
 
 
@@ -286,7 +345,10 @@ def test_list_instances_with_metadata(backend):
         assert stored.metadata == dicom_json.metadata(inst.dataset())
         assert "7FE00010" not in stored.metadata
         assert (stored.size, stored.transfer_syntax_uid, stored.sop_class_uid) == (
-            len(inst.data), inst.transfer_syntax_uid, inst.sop_class_uid)
+            len(inst.data),
+            inst.transfer_syntax_uid,
+            inst.sop_class_uid,
+        )
     assert found[1].number_of_frames == 2 and found[0].number_of_frames == 1
     (one,) = backend.index.list_instances(study, multiframe.series_uid, multiframe.sop_uid, with_metadata=True)
     assert one.sop_uid == multiframe.sop_uid and one.metadata == found[1].metadata

@@ -14,8 +14,9 @@ def test_every_instance_gets_new_uids_and_a_consistent_file_meta():
 
 
 def test_attributes_are_set_or_removed_by_keyword():
-    ds = make_instance("mr", PatientName="MÜLLER^RENÉ", PatientID="P-1", StudyDate="20240131",
-                       AccessionNumber=None).dataset()
+    ds = make_instance(
+        "mr", PatientName="MÜLLER^RENÉ", PatientID="P-1", StudyDate="20240131", AccessionNumber=None
+    ).dataset()
     assert (str(ds.PatientName), ds.PatientID, ds.StudyDate) == ("MÜLLER^RENÉ", "P-1", "20240131")
     assert "AccessionNumber" not in ds
 
@@ -32,7 +33,11 @@ def test_a_study_shares_its_uid_and_numbers_its_series():
     study = make_study(("ct", "mr"), instances_per_series=2, PatientID="S")
     assert len({i.study_uid for i in study}) == 1 and len({i.series_uid for i in study}) == 2
     assert [(int(i.dataset().SeriesNumber), int(i.dataset().InstanceNumber)) for i in study] == [
-        (1, 1), (1, 2), (2, 1), (2, 2)]
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+    ]
 
 
 def test_stow_body_and_read_multipart_are_inverse():

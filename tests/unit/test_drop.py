@@ -4,9 +4,9 @@ redelivered events change nothing. Run on the in-memory ports and on S3/DynamoDB
 from __future__ import annotations
 
 import pytest
+
 from dicomweb_server.drop import DropOutcome, index_dropped
 from dicomweb_server.qido import Level, parse_query
-
 from tests.corpus import make_instance
 
 from .doubles import FailingIndex
@@ -65,8 +65,13 @@ def test_the_same_file_dropped_again_is_a_duplicate(backend):
 
 def test_a_different_file_with_a_stored_sop_instance_uid_is_rejected(backend):
     original = make_instance("ct", PatientName="FIRST")
-    impostor = make_instance("ct", study_uid=original.study_uid, series_uid=original.series_uid,
-                             sop_uid=original.sop_uid, PatientName="SECOND")
+    impostor = make_instance(
+        "ct",
+        study_uid=original.study_uid,
+        series_uid=original.series_uid,
+        sop_uid=original.sop_uid,
+        PatientName="SECOND",
+    )
     drop(backend, "incoming/original.dcm", original.data)
     assert drop(backend, "incoming/impostor.dcm", impostor.data) == (DropOutcome.REJECTED, 0x0111)
     assert backend.objects() == ["rejected/impostor.dcm", original.key]

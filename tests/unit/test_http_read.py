@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from dicomweb_server.settings import Settings
 from pydicom import dcmread
 
+from dicomweb_server.settings import Settings
 from tests.corpus import EXPLICIT_VR_LE, IMPLICIT_VR_LE, make_instance, make_study, read_multipart, stow_body
 
 BASE = "http://testserver"
@@ -38,10 +38,23 @@ def url(inst, level="instance"):
 @pytest.fixture
 def study(client):
     """A stored study: series 1 has two CT instances, series 2 one MR (implicit VR)."""
-    ct = make_study(("ct",), instances_per_series=2, PatientName="DOE^JANE", PatientID="PID-7",
-                    StudyDate="20240105", StudyDescription="Chest")
-    mr = make_instance("mr_implicit", study_uid=ct[0].study_uid, SeriesNumber=2, InstanceNumber=1,
-                       PatientName="DOE^JANE", PatientID="PID-7", StudyDate="20240105")
+    ct = make_study(
+        ("ct",),
+        instances_per_series=2,
+        PatientName="DOE^JANE",
+        PatientID="PID-7",
+        StudyDate="20240105",
+        StudyDescription="Chest",
+    )
+    mr = make_instance(
+        "mr_implicit",
+        study_uid=ct[0].study_uid,
+        SeriesNumber=2,
+        InstanceNumber=1,
+        PatientName="DOE^JANE",
+        PatientID="PID-7",
+        StudyDate="20240105",
+    )
     return stow(client, [*ct, mr])
 
 
@@ -68,8 +81,9 @@ def test_trailing_slash_is_the_same_resource(client, study):
     slashed = client.get("/studies/", params={"PatientName": "doe"})
     assert slashed.status_code == 200
     assert slashed.json() == plain.json() and len(plain.json()) == 1
-    assert client.get(f"{url(study[0], 'study')}/series/").json() == client.get(
-        f"{url(study[0], 'study')}/series").json()
+    assert (
+        client.get(f"{url(study[0], 'study')}/series/").json() == client.get(f"{url(study[0], 'study')}/series").json()
+    )
 
 
 def test_search_with_json_accept_and_no_match(client, study):
@@ -94,7 +108,9 @@ def test_search_series_and_instances(client, study):
     ct1, ct2, mr = study
     series = client.get(f"{url(ct1, 'study')}/series").json()
     assert [(first(s, "0020000E"), first(s, "00080060"), first(s, "00201209")) for s in series] == [
-        (ct1.series_uid, "CT", 2), (mr.series_uid, "MR", 1)]
+        (ct1.series_uid, "CT", 2),
+        (mr.series_uid, "MR", 1),
+    ]
     assert first(series[0], "00081190") == f"{BASE}{url(ct1, 'series')}"
     instances = client.get(f"{url(ct1, 'study')}/instances").json()
     assert [first(i, "00080018") for i in instances] == [ct1.sop_uid, ct2.sop_uid, mr.sop_uid]
@@ -229,8 +245,9 @@ def test_metadata_is_a_json_array_without_pixel_data(client, study, level, count
 
 
 def test_metadata_too_large_for_the_index_is_read_from_the_object(make_client, backend, settings):
-    client = make_client(Settings(bucket_name=settings.bucket_name, table_name=settings.table_name,
-                                  max_indexed_metadata_bytes=100))
+    client = make_client(
+        Settings(bucket_name=settings.bucket_name, table_name=settings.table_name, max_indexed_metadata_bytes=100)
+    )
     (inst,) = stow(client, [make_instance("ct", PatientID="BIG-META")])
     (item,) = client.get(url(inst) + "/metadata").json()
     assert first(item, "00080018") == inst.sop_uid and first(item, "00100020") == "BIG-META"

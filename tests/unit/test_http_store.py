@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from dicomweb_server.settings import Settings
 from pydicom.uid import generate_uid
 
+from dicomweb_server.settings import Settings
 from tests.corpus import make_instance, make_study, stow_body, truncated
 
 from .doubles import FailingIndex
@@ -28,8 +28,10 @@ def value(item, tag):
 
 def failures(response):
     """(SOP Instance UID or None, FailureReason) of every failed instance, in request order."""
-    return [(item[SOP_INSTANCE].get("Value", [None])[0], value(item, FAILURE_REASON))
-            for item in response.json()[FAILED_SOP_SEQUENCE]["Value"]]
+    return [
+        (item[SOP_INSTANCE].get("Value", [None])[0], value(item, FAILURE_REASON))
+        for item in response.json()[FAILED_SOP_SEQUENCE]["Value"]
+    ]
 
 
 def stored_sops(response):
@@ -51,14 +53,18 @@ def test_store_returns_references_with_retrieve_urls(client, backend):
     assert body[RETRIEVE_URL]["Value"] == [f"{BASE}/studies/{study[0].study_uid}"]
     refs = body[REFERENCED_SOP_SEQUENCE]["Value"]
     assert [(value(r, SOP_CLASS), value(r, SOP_INSTANCE)) for r in refs] == [
-        (i.sop_class_uid, i.sop_uid) for i in study]
+        (i.sop_class_uid, i.sop_uid) for i in study
+    ]
     assert [value(r, RETRIEVE_URL) for r in refs] == [
-        f"{BASE}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in study]
+        f"{BASE}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in study
+    ]
     assert backend.objects() == sorted(i.key for i in study)
     for inst in study:
         assert backend.blobs.get(inst.key) == inst.data
-        assert backend.index.indexed_md5(inst.study_uid, inst.series_uid, inst.sop_uid) == hashlib.md5(
-            inst.data).hexdigest()
+        assert (
+            backend.index.indexed_md5(inst.study_uid, inst.series_uid, inst.sop_uid)
+            == hashlib.md5(inst.data).hexdigest()
+        )
 
 
 def test_store_into_a_named_study(client, backend):
@@ -78,8 +84,7 @@ def test_valid_parts_are_stored_and_bad_ones_reported_with_nothing_left_behind(c
     response = stow(client, [good, b"this is not DICOM " * 20, truncated(cut.data), no_class, bad_uid])
     assert response.status_code == 202
     assert stored_sops(response) == [good.sop_uid]
-    assert failures(response) == [(None, 0xC000), (None, 0xC000), (no_class.sop_uid, 0xA900),
-                                  (bad_uid.sop_uid, 0xA900)]
+    assert failures(response) == [(None, 0xC000), (None, 0xC000), (no_class.sop_uid, 0xA900), (bad_uid.sop_uid, 0xA900)]
     assert backend.objects() == [good.key]
     for bad in (cut, no_class):
         assert_not_stored(backend, bad)
@@ -126,15 +131,22 @@ def test_storing_the_same_instance_again_is_idempotent(client, backend):
 
 def test_same_sop_instance_uid_with_different_content_is_refused(client, backend):
     original = make_instance("ct", PatientName="ORIGINAL^ONE")
-    impostor = make_instance("ct", study_uid=original.study_uid, series_uid=original.series_uid,
-                             sop_uid=original.sop_uid, PatientName="IMPOSTOR^TWO")
+    impostor = make_instance(
+        "ct",
+        study_uid=original.study_uid,
+        series_uid=original.series_uid,
+        sop_uid=original.sop_uid,
+        PatientName="IMPOSTOR^TWO",
+    )
     assert stow(client, [original]).status_code == 200
     response = stow(client, [impostor])
     assert response.status_code == 409
     assert failures(response) == [(original.sop_uid, 0x0111)]
     assert backend.blobs.get(original.key) == original.data
-    assert backend.index.indexed_md5(original.study_uid, original.series_uid, original.sop_uid) == hashlib.md5(
-        original.data).hexdigest()
+    assert (
+        backend.index.indexed_md5(original.study_uid, original.series_uid, original.sop_uid)
+        == hashlib.md5(original.data).hexdigest()
+    )
     (study,) = client.get("/studies", params={"StudyInstanceUID": original.study_uid}).json()
     assert study["00100010"]["Value"] == [{"Alphabetic": "ORIGINAL^ONE"}]
 
@@ -155,8 +167,10 @@ def test_truncated_part10_is_cannot_understand_and_not_stored(client, backend, s
     "body_of, message",
     [
         (lambda body: body[: len(body) - 20], "missing closing delimiter"),
-        (lambda body: body.replace(b"Content-Type: application/dicom", b"Content-Type application/dicom", 1),
-         "malformed part header"),
+        (
+            lambda body: body.replace(b"Content-Type: application/dicom", b"Content-Type application/dicom", 1),
+            "malformed part header",
+        ),
         (lambda body: b"", "the request body is empty"),
     ],
 )
@@ -172,8 +186,9 @@ def test_malformed_multipart_is_400_and_stores_nothing(client, backend, body_of,
 
 def test_boundary_that_is_not_in_the_body_is_400(memory_client, memory):
     body, _ = stow_body([make_instance("ct")])
-    response = memory_client.post("/studies", content=body,
-                           headers={"content-type": 'multipart/related; type="application/dicom"; boundary=nope'})
+    response = memory_client.post(
+        "/studies", content=body, headers={"content-type": 'multipart/related; type="application/dicom"; boundary=nope'}
+    )
     assert response.status_code == 400
     assert "does not contain the boundary 'nope'" in response.json()["message"]
     assert memory.objects() == []
@@ -200,8 +215,9 @@ def test_wrong_content_type_is_refused_before_anything_is_stored(memory_client, 
 
 
 def test_body_above_the_request_limit_is_413(make_client, backend, settings):
-    client = make_client(Settings(bucket_name=settings.bucket_name, table_name=settings.table_name,
-                                  max_request_bytes=20_000))
+    client = make_client(
+        Settings(bucket_name=settings.bucket_name, table_name=settings.table_name, max_request_bytes=20_000)
+    )
     response = stow(client, [make_instance("ct")])  # about 39 kB
     assert response.status_code == 413
     assert "accepts at most 20000 bytes" in response.json()["message"]
@@ -230,7 +246,7 @@ def test_xml_response_when_asked(client):
     response = stow(client, [inst], accept="application/dicom+xml")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/dicom+xml")
-    assert f"<Value number=\"1\">{inst.sop_uid}</Value>" in response.text
+    assert f'<Value number="1">{inst.sop_uid}</Value>' in response.text
 
 
 def test_a_failing_index_write_leaves_no_object_behind(make_client, backend):

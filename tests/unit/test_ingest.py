@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from dicomweb_server.ingest import InvalidInstance, Reason, build_record, parse_part10
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
+from dicomweb_server.ingest import InvalidInstance, Reason, build_record, parse_part10
 from tests.corpus import SOURCES, make_instance
 
 

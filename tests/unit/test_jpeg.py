@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from dicomweb_server import jpeg
 from PIL import Image
+
+from dicomweb_server import jpeg
 
 
 def _jpeg(mode: str = "RGB", size: tuple[int, int] = (64, 48), **save: object) -> bytes:
@@ -33,11 +34,14 @@ def test_progressive_is_recognised_and_has_no_transfer_syntax() -> None:
     assert info.process == "progressive" and info.transfer_syntax is None
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"GIF89a....", "SOI"),
-    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "cut short"),
-    (b"\xff\xd8\xff\xd9", "no frame header"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"GIF89a....", "SOI"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "cut short"),
+        (b"\xff\xd8\xff\xd9", "no frame header"),
+    ],
+)
 def test_not_a_jpeg(data: bytes, words: str) -> None:
     with pytest.raises(jpeg.NotJpeg, match=words):
         jpeg.read_header(data)
@@ -49,8 +53,12 @@ def test_store_composes_dicom_from_the_header(tmp_path) -> None:
 
     photo = _jpeg("L", (40, 30))
     body, ctype = multipart.encode(
-        [(b'[{"7FE00010": {"vr": "OB", "BulkDataURI": "p"}}]', {"Content-Type": "application/dicom+json"}),
-         (photo, {"Content-Type": "image/jpeg", "Content-Location": "p"})], "application/dicom+json")
+        [
+            (b'[{"7FE00010": {"vr": "OB", "BulkDataURI": "p"}}]', {"Content-Type": "application/dicom+json"}),
+            (photo, {"Content-Type": "image/jpeg", "Content-Location": "p"}),
+        ],
+        "application/dicom+json",
+    )
     parts = multipart.decode(body, parse_media_type(ctype))
     [built] = list(compose.compose(parts, "application/dicom+json", "1.2.3"))
     from pydicom import dcmread
@@ -60,7 +68,11 @@ def test_store_composes_dicom_from_the_header(tmp_path) -> None:
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
     progressive = _jpeg(progressive=True)
     body, ctype = multipart.encode(
-        [(b'[{"7FE00010": {"vr": "OB", "BulkDataURI": "p"}}]', {"Content-Type": "application/dicom+json"}),
-         (progressive, {"Content-Type": "image/jpeg", "Content-Location": "p"})], "application/dicom+json")
+        [
+            (b'[{"7FE00010": {"vr": "OB", "BulkDataURI": "p"}}]', {"Content-Type": "application/dicom+json"}),
+            (progressive, {"Content-Type": "image/jpeg", "Content-Location": "p"}),
+        ],
+        "application/dicom+json",
+    )
     [failed] = list(compose.compose(multipart.decode(body, parse_media_type(ctype)), "application/dicom+json", None))
     assert failed.failure is not None and failed.failure.reason == 0xC122 and "baseline" in failed.failure.message

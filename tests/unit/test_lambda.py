@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from dicomweb_server.adapters.dynamodb import DynamoDbIndex
 from dicomweb_server.adapters.s3 import S3BlobStore
 from dicomweb_server.ingest import ingest
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.lambda_entry import api_handler
 from dicomweb_server.web.s3_entry import s3_handler
-
 from tests.conftest import load_event
 from tests.corpus import list_keys, make_instance
 
@@ -60,9 +60,11 @@ def test_s3_events_of_another_bucket_are_skipped(aws, lambda_context):
 def search_handler(aws):
     """The search Lambda over a table holding two SIIM studies and one other."""
     index, blobs = DynamoDbIndex(aws.dynamodb, aws.table), S3BlobStore(aws.s3, aws.bucket)
-    studies = [make_instance("ct", PatientName="SIIM^JOE", StudyDate="20240105", StudyDescription="Chest"),
-               make_instance("mr", PatientName="SIIMPSON^ANN", StudyDate="20230101", StudyDescription="Head"),
-               make_instance("mr", PatientName="OTHER^ONE", StudyDate="20240106")]
+    studies = [
+        make_instance("ct", PatientName="SIIM^JOE", StudyDate="20240105", StudyDescription="Chest"),
+        make_instance("mr", PatientName="SIIMPSON^ANN", StudyDate="20230101", StudyDescription="Head"),
+        make_instance("mr", PatientName="OTHER^ONE", StudyDate="20240106"),
+    ]
     for inst in studies:
         ingest(inst.data, index=index, blobs=blobs)
     return api_handler("search", Settings(bucket_name=aws.bucket, table_name=aws.table)), studies
@@ -79,7 +81,8 @@ def test_api_gateway_search_returns_json_with_stage_prefixed_urls(search_handler
     assert [s["0020000D"]["Value"][0] for s in body] == [studies[0].study_uid, studies[1].study_uid]
     assert [s["00081030"]["Value"][0] for s in body] == ["Chest", "Head"]  # includefield
     assert [s["00081190"]["Value"][0] for s in body] == [
-        f"https://abc123defg.execute-api.eu-west-1.amazonaws.com/Prod/studies/{s.study_uid}" for s in studies[:2]]
+        f"https://abc123defg.execute-api.eu-west-1.amazonaws.com/Prod/studies/{s.study_uid}" for s in studies[:2]
+    ]
 
 
 def test_api_gateway_search_errors_are_json(search_handler, lambda_context):

@@ -1,6 +1,7 @@
 """Content-Type and Accept parsing (RFC 9110 §8.3, §12.5.1) and the negotiation built on it."""
 
 import pytest
+
 from dicomweb_server.errors import BadRequest, NotAcceptable
 from dicomweb_server.media import (
     DICOM_JSON,

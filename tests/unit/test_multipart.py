@@ -1,11 +1,12 @@
 """multipart/related (RFC 2387, RFC 2046 §5.1): golden bodies, every malformed case, and a round trip."""
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
 from dicomweb_server.errors import BadRequest
 from dicomweb_server.media import parse_media_type
 from dicomweb_server.multipart import MultipartError, decode, encode
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 CT = parse_media_type('multipart/related; type="application/dicom"; boundary=XyZ')
 
@@ -119,15 +120,18 @@ def test_quoted_boundary_parameter():
         ('multipart/related; type="application/dicom"', TWO_PARTS_CRLF, "has no boundary parameter"),
         ("application/dicom", TWO_PARTS_CRLF, "expected a multipart/related body"),
         (CT, b"", "the request body is empty"),
-        ('multipart/related; boundary=Other', TWO_PARTS_CRLF, "does not contain the boundary 'Other'"),
+        ("multipart/related; boundary=Other", TWO_PARTS_CRLF, "does not contain the boundary 'Other'"),
         (CT, b"just some bytes without any delimiter", "does not contain the boundary"),
         (CT, TWO_PARTS_CRLF[:-9], "missing closing delimiter --XyZ--"),  # close delimiter cut off
         (CT, TWO_PARTS_CRLF[:80], "body truncated in part 1"),  # cut inside the first payload
         (CT, TWO_PARTS_CRLF[:60], "part 1 has no end of headers"),  # cut inside the first header block
         (CT, b"--XyZ\r\n\r\nx\r\n--XyZ", "body truncated at byte 17"),
         (CT, b"--XyZ\r\nContent-Type: application/dicom", "part 1 has no end of headers"),
-        (CT, b"--XyZ\r\nthis is not a header\r\n\r\nx\r\n--XyZ--",
-         "malformed part header 'this is not a header' at byte 7"),
+        (
+            CT,
+            b"--XyZ\r\nthis is not a header\r\n\r\nx\r\n--XyZ--",
+            "malformed part header 'this is not a header' at byte 7",
+        ),
         (CT, b"--XyZ\r\n: no name\r\n\r\nx\r\n--XyZ--", "malformed part header"),
         (CT, b"--XyZjunk\r\n\r\nx\r\n--XyZ--", "unexpected bytes after the boundary at byte 5"),
         (CT, b"--XyZ--\r\n", "the body has no parts"),

@@ -1,11 +1,11 @@
 """QIDO-RS query parsing and matching (PS3.18 §10.6, PS3.4 §C.2.2.2), as documented in qido.py."""
 
 import pytest
+
 from dicomweb_server.errors import BadRequest
 from dicomweb_server.ingest import build_record, parse_part10
 from dicomweb_server.qido import Level, page, parse_query, series_result, study_result
 from dicomweb_server.records import SeriesSummary, StudySummary
-
 from tests.corpus import make_instance
 
 PATIENT_NAME, STUDY_DATE, STUDY_TIME, MODALITIES = "00100010", "00080020", "00080030", "00080061"

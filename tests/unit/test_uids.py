@@ -1,6 +1,7 @@
 """UID validation at the edge (PS3.5 §9.1): an invalid UID is a 400 with a message, never a storage call."""
 
 import pytest
+
 from dicomweb_server.errors import BadRequest
 from dicomweb_server.uids import is_valid_uid, validate_uid
 

@@ -85,13 +85,18 @@ def _jpeg_pixels(ds: Dataset, data: bytes, where: str) -> str:
     try:
         info = jpeg.read_header(data)
     except jpeg.NotJpeg as exc:
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but is not a JPEG: {exc}") from None
+        raise InvalidInstance(
+            Reason.CANNOT_UNDERSTAND, f"{where} is labelled image/jpeg but is not a JPEG: {exc}"
+        ) from None
     if info.transfer_syntax is None:
-        raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                              f"{where}: a {info.process} JPEG has no DICOM transfer syntax; send a baseline JPEG")
+        raise InvalidInstance(
+            Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+            f"{where}: a {info.process} JPEG has no DICOM transfer syntax; send a baseline JPEG",
+        )
     if info.components not in (1, 3):
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
-                              f"{where}: a JPEG with {info.components} components is not supported (use 1 or 3)")
+        raise InvalidInstance(
+            Reason.CANNOT_UNDERSTAND, f"{where}: a JPEG with {info.components} components is not supported (use 1 or 3)"
+        )
     ds.Rows, ds.Columns = info.rows, info.columns
     ds.SamplesPerPixel = info.components
     if info.components == 3:
@@ -127,14 +132,17 @@ def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> N
             continue
         part = _lookup(uri, bulk)
         if part is None:
-            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} refers to bulk data {uri!r}, "
-                                  "which is not a part of the request")
+            raise InvalidInstance(
+                Reason.CANNOT_UNDERSTAND,
+                f"{where}: attribute {tag} refers to bulk data {uri!r}, which is not a part of the request",
+            )
         del element["BulkDataURI"]
         element["InlineBinary"] = base64.b64encode(part.body).decode("ascii")
 
 
-def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, where: str,
-           only_instance: bool) -> bytes:
+def _build(
+    model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, where: str, only_instance: bool
+) -> bytes:
     pixel = model.pop(_PIXEL_DATA, None)
     pixel_part: Part | None = None
     if pixel is not None:
@@ -144,8 +152,10 @@ def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, 
         if uri is not None:
             pixel_part = _lookup(uri, bulk)
             if pixel_part is None:
-                raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
-                                      f"{where}: PixelData refers to bulk data {uri!r}, which is not a part of the request")
+                raise InvalidInstance(
+                    Reason.CANNOT_UNDERSTAND,
+                    f"{where}: PixelData refers to bulk data {uri!r}, which is not a part of the request",
+                )
         elif "InlineBinary" in pixel:
             model[_PIXEL_DATA] = pixel
     elif only_instance and len(bulk) == 1:  # one image sent without a reference to it
@@ -154,7 +164,9 @@ def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, 
     try:
         ds = Dataset.from_json(model)
     except Exception as exc:
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: the metadata cannot be converted ({exc})"[:300]) from None
+        raise InvalidInstance(
+            Reason.CANNOT_UNDERSTAND, f"{where}: the metadata cannot be converted ({exc})"[:300]
+        ) from None
     if study_uid is not None and "StudyInstanceUID" not in ds:
         ds.StudyInstanceUID = study_uid
     ds.SOPClassUID = str(ds.get("SOPClassUID") or SECONDARY_CAPTURE)
@@ -172,14 +184,19 @@ def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, 
             transfer_syntax = _jpeg_pixels(ds, pixel_part.body, f"{where}: bulk data part {pixel_part.index + 1}")
         elif ptype == OCTET_STREAM:
             ds.PixelData = pixel_part.body
-            transfer_syntax = (pixel_part.content_type.param("transfer-syntax") if pixel_part.content_type else None) \
-                or EXPLICIT_VR_LITTLE_ENDIAN
+            transfer_syntax = (
+                pixel_part.content_type.param("transfer-syntax") if pixel_part.content_type else None
+            ) or EXPLICIT_VR_LITTLE_ENDIAN
             if transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN:
-                raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                                      f"{where}: octet-stream pixel data must be {EXPLICIT_VR_LITTLE_ENDIAN}")
+                raise InvalidInstance(
+                    Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+                    f"{where}: octet-stream pixel data must be {EXPLICIT_VR_LITTLE_ENDIAN}",
+                )
         else:
-            raise InvalidInstance(Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                                  f"{where}: pixel data as {ptype} is not supported (use image/jpeg or application/octet-stream)")
+            raise InvalidInstance(
+                Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
+                f"{where}: pixel data as {ptype} is not supported (use image/jpeg or application/octet-stream)",
+            )
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -190,8 +207,12 @@ def _build(model: dict[str, Any], bulk: dict[str, Part], study_uid: str | None, 
     try:
         ds.save_as(out, enforce_file_format=True)
     except Exception as exc:
-        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: cannot be written as DICOM ({type(exc).__name__})",
-                              ds.SOPClassUID, ds.SOPInstanceUID) from None
+        raise InvalidInstance(
+            Reason.CANNOT_UNDERSTAND,
+            f"{where}: cannot be written as DICOM ({type(exc).__name__})",
+            ds.SOPClassUID,
+            ds.SOPInstanceUID,
+        ) from None
     return out.getvalue()
 
 

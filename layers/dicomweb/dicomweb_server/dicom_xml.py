@@ -20,8 +20,13 @@ from .errors import BadRequest
 NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 DicomJson = dict[str, Any]
 _PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
-_PN_GROUPS = {"alphabetic": "Alphabetic", "singlebyte": "Alphabetic", "ideographic": "Ideographic",
-              "multibyte": "Ideographic", "phonetic": "Phonetic"}
+_PN_GROUPS = {
+    "alphabetic": "Alphabetic",
+    "singlebyte": "Alphabetic",
+    "ideographic": "Ideographic",
+    "multibyte": "Ideographic",
+    "phonetic": "Phonetic",
+}
 _INTS = {"IS", "SL", "SS", "UL", "US", "SV", "UV", "AT"}
 _FLOATS = {"DS", "FL", "FD"}
 

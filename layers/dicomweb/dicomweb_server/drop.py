@@ -34,10 +34,15 @@ def index_dropped(
     except BlobNotFound:
         return DropOutcome.GONE, None
     try:
-        result = ingest(data, index=index, blobs=blobs, place=lambda target: blobs.copy(key, target),
-                        max_metadata_bytes=max_metadata_bytes)
+        result = ingest(
+            data,
+            index=index,
+            blobs=blobs,
+            place=lambda target: blobs.copy(key, target),
+            max_metadata_bytes=max_metadata_bytes,
+        )
     except InvalidInstance as exc:
-        blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX):])
+        blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX) :])
         blobs.delete(key)
         return DropOutcome.REJECTED, int(exc.reason)
     blobs.delete(key)

@@ -68,8 +68,10 @@ def _native_bytes(ds: Dataset, number: int) -> bytes:
     try:
         return bytes(pixel_array(ds, index=number - 1, raw=True).tobytes())
     except Exception as exc:
-        raise NotAcceptable(f"the frame cannot be decompressed here ({type(exc).__name__}); "
-                            "ask with transfer-syntax=* to get it as stored") from None
+        raise NotAcceptable(
+            f"the frame cannot be decompressed here ({type(exc).__name__}); "
+            "ask with transfer-syntax=* to get it as stored"
+        ) from None
 
 
 def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str) -> list[tuple[bytes, dict[str, str]]]:
@@ -80,15 +82,20 @@ def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str
     out: list[tuple[bytes, dict[str, str]]] = []
     for n in numbers:
         if fmt.kind == "jpeg":
-            payload, ctype = pixels.frame_as_jpeg(ds, n), MediaType("image/jpeg", {"transfer-syntax": pixels.JPEG_BASELINE})
+            payload, ctype = (
+                pixels.frame_as_jpeg(ds, n),
+                MediaType("image/jpeg", {"transfer-syntax": pixels.JPEG_BASELINE}),
+            )
         elif fmt.transfer_syntax is None or fmt.transfer_syntax == stored_ts:
             payload, ctype = pixels.stored_frame(ds, n), MediaType(OCTET_STREAM, {"transfer-syntax": stored_ts})
         elif fmt.transfer_syntax == pixels.EXPLICIT_VR_LITTLE_ENDIAN:
             payload = pixels.stored_frame(ds, n) if stored_ts in ("1.2.840.10008.1.2",) else _native_bytes(ds, n)
             ctype = MediaType(OCTET_STREAM, {"transfer-syntax": fmt.transfer_syntax})
         else:
-            raise NotAcceptable(f"frames are stored as {stored_ts}; they can be returned as stored "
-                                f"(transfer-syntax=*) or as {pixels.EXPLICIT_VR_LITTLE_ENDIAN}, not {fmt.transfer_syntax}")
+            raise NotAcceptable(
+                f"frames are stored as {stored_ts}; they can be returned as stored "
+                f"(transfer-syntax=*) or as {pixels.EXPLICIT_VR_LITTLE_ENDIAN}, not {fmt.transfer_syntax}"
+            )
         out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
     return out
 
@@ -121,8 +128,9 @@ def negotiate_rendered(accept: str | None, explicit: str | None = None) -> str:
             return r.type
         if r.type in ("*/*", "image/*"):
             return "image/jpeg"
-    raise NotAcceptable(f"cannot satisfy Accept: {accept}; rendered images are available as "
-                        f"{', '.join(pixels.RENDERED_TYPES)}")
+    raise NotAcceptable(
+        f"cannot satisfy Accept: {accept}; rendered images are available as {', '.join(pixels.RENDERED_TYPES)}"
+    )
 
 
 def parse_window(text: str | None) -> pixels.Window | None:

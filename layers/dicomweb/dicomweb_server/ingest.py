@@ -81,7 +81,9 @@ def parse_part10(data: bytes) -> Dataset:
     for w in caught:
         text = str(w.message)
         if "End of file" in text or "delimiter" in text.lower():
-            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "DICOM file is truncated (an item or sequence is cut short)")
+            raise InvalidInstance(
+                Reason.CANNOT_UNDERSTAND, "DICOM file is truncated (an item or sequence is cut short)"
+            )
     tags = list(ds.keys())
     if tags:
         last = ds.get_item(tags[-1])
@@ -101,8 +103,9 @@ def parse_part10(data: bytes) -> Dataset:
             deflated = str(ds.file_meta.get("TransferSyntaxUID", "")) == _DEFLATED
             if end != len(data) and not deflated:
                 cut = f"inside the element after {where}" if end < len(data) else f"inside element {where}"
-                raise InvalidInstance(Reason.CANNOT_UNDERSTAND,
-                                      f"DICOM file is truncated: the data ends at byte {len(data)}, {cut}")
+                raise InvalidInstance(
+                    Reason.CANNOT_UNDERSTAND, f"DICOM file is truncated: the data ends at byte {len(data)}, {cut}"
+                )
     tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not tsuid:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
@@ -115,11 +118,19 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
     except Exception:
         value = ""
     if not value:
-        raise InvalidInstance(Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is missing",
-                              str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
+        raise InvalidInstance(
+            Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"{keyword} is missing",
+            str(ds.get("SOPClassUID", "")),
+            str(ds.get("SOPInstanceUID", "")),
+        )
     if not is_valid_uid(value):
-        raise InvalidInstance(Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} is not a valid UID",
-                              str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
+        raise InvalidInstance(
+            Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"{keyword} is not a valid UID",
+            str(ds.get("SOPClassUID", "")),
+            str(ds.get("SOPInstanceUID", "")),
+        )
     return value
 
 
@@ -131,7 +142,9 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
     series_uid = _required_uid(ds, "SeriesInstanceUID")
     try:
         study, series, instance = (
-            select(ds, STUDY_KEYWORDS), select(ds, SERIES_KEYWORDS), select(ds, INSTANCE_KEYWORDS)
+            select(ds, STUDY_KEYWORDS),
+            select(ds, SERIES_KEYWORDS),
+            select(ds, INSTANCE_KEYWORDS),
         )
         metadata = dicom_json.metadata(ds)
     except Exception as exc:

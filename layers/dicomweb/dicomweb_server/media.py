@@ -159,8 +159,10 @@ def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
             return DICOM_XML
         if r.type in ("*/*", "application/*"):
             return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
-    raise NotAcceptable(f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
-                        f"{DICOM_JSON}, {JSON} or {DICOM_XML}")
+    raise NotAcceptable(
+        f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
+        f"{DICOM_JSON}, {JSON} or {DICOM_XML}"
+    )
 
 
 def negotiate_dicom_model(accept: str | None, what: str) -> str:

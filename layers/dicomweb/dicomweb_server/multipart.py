@@ -149,9 +149,7 @@ def decode(body: bytes, content_type: MediaType) -> list[Part]:
                 body=body[body_start:line_start],
                 offset=header_start,
                 index=len(parts),
-                content_type=parse_media_type(ctype, header=f"part {len(parts) + 1} Content-Type")
-                if ctype
-                else None,
+                content_type=parse_media_type(ctype, header=f"part {len(parts) + 1} Content-Type") if ctype else None,
             )
         )
         pos = delim + len(dash)

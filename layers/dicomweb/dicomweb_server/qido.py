@@ -192,9 +192,7 @@ class Predicate:
         query = self._pn_query
         if self.fuzzy:
             words = [w for w in re.split(r"[\s^,]+", name) if w]
-            return all(
-                any(_wildcard(q + "*").fullmatch(w) for w in words) for q in re.split(r"[\s^,]+", query) if q
-            )
+            return all(any(_wildcard(q + "*").fullmatch(w) for w in words) for q in re.split(r"[\s^,]+", query) if q)
         if ("*" in query or "?" in query) and _wildcard(query).fullmatch(name):
             return True
         have = name.split("^")

@@ -84,25 +84,30 @@ def store(
     for label, data, failure in _instances(parts, part_type, study_uid):
         if failure is None:
             try:
-                result = ingest(data, index=index, blobs=blobs, expected_study_uid=study_uid,
-                                max_metadata_bytes=max_metadata_bytes)
+                result = ingest(
+                    data, index=index, blobs=blobs, expected_study_uid=study_uid, max_metadata_bytes=max_metadata_bytes
+                )
             except InvalidInstance as exc:
                 failure = exc
             except Exception:  # storage failed (ingest left nothing behind): this instance only
                 log.exception("storing an instance failed")
-                failure = InvalidInstance(Reason.PROCESSING_FAILURE,
-                                          "the instance could not be stored (a storage error); send it again")
+                failure = InvalidInstance(
+                    Reason.PROCESSING_FAILURE, "the instance could not be stored (a storage error); send it again"
+                )
         if failure is not None:
-            outcome.failed.append(FailedRef(failure.sop_class_uid, failure.sop_uid, failure.reason,
-                                            f"{label}: {failure.message}"))
+            outcome.failed.append(
+                FailedRef(failure.sop_class_uid, failure.sop_uid, failure.reason, f"{label}: {failure.message}")
+            )
             continue
         rec = result.record
         outcome.study_uids.add(rec.study_uid)
-        outcome.stored.append(StoredRef(
-            rec.sop_class_uid,
-            rec.sop_uid,
-            f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
-        ))
+        outcome.stored.append(
+            StoredRef(
+                rec.sop_class_uid,
+                rec.sop_uid,
+                f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
+            )
+        )
     return outcome
 
 
@@ -119,8 +124,11 @@ def _instances(
     for part in parts:
         ptype = part.content_type.type if part.content_type else DICOM
         if ptype != DICOM:
-            yield f"part {part.index + 1}", b"", InvalidInstance(
-                Reason.CANNOT_UNDERSTAND, f"Content-Type is {ptype}, not {DICOM}")
+            yield (
+                f"part {part.index + 1}",
+                b"",
+                InvalidInstance(Reason.CANNOT_UNDERSTAND, f"Content-Type is {ptype}, not {DICOM}"),
+            )
         else:
             yield f"part {part.index + 1}", part.body, None
 
@@ -132,23 +140,29 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
     if study and outcome.stored:
         out["00081190"] = dj.element("UR", f"{base_url}/studies/{study}")
     if outcome.failed:
-        out["00081198"] = dj.element("SQ", *[
-            {
-                "00081150": dj.element("UI", *([f.sop_class_uid] if f.sop_class_uid else [])),
-                "00081155": dj.element("UI", *([f.sop_uid] if f.sop_uid else [])),
-                "00081197": dj.element("US", int(f.reason)),
-            }
-            for f in outcome.failed
-        ])
+        out["00081198"] = dj.element(
+            "SQ",
+            *[
+                {
+                    "00081150": dj.element("UI", *([f.sop_class_uid] if f.sop_class_uid else [])),
+                    "00081155": dj.element("UI", *([f.sop_uid] if f.sop_uid else [])),
+                    "00081197": dj.element("US", int(f.reason)),
+                }
+                for f in outcome.failed
+            ],
+        )
     if outcome.stored:
-        out["00081199"] = dj.element("SQ", *[
-            {
-                "00081150": dj.element("UI", s.sop_class_uid),
-                "00081155": dj.element("UI", s.sop_uid),
-                "00081190": dj.element("UR", s.retrieve_url),
-            }
-            for s in outcome.stored
-        ])
+        out["00081199"] = dj.element(
+            "SQ",
+            *[
+                {
+                    "00081150": dj.element("UI", s.sop_class_uid),
+                    "00081155": dj.element("UI", s.sop_uid),
+                    "00081190": dj.element("UR", s.retrieve_url),
+                }
+                for s in outcome.stored
+            ],
+        )
     return dict(sorted(out.items()))
 
 

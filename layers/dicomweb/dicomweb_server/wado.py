@@ -52,8 +52,9 @@ def negotiate_instances(accept: str | None, *, single_allowed: bool) -> Instance
             return InstanceFormat(False, ts)
         elif r.type in ("*/*", "application/*"):
             return InstanceFormat(True, None)
-    offered = ('multipart/related; type="application/dicom", multipart/related; type="image/jpeg"'
-               + (", application/dicom" if single_allowed else ""))
+    offered = 'multipart/related; type="application/dicom", multipart/related; type="image/jpeg"' + (
+        ", application/dicom" if single_allowed else ""
+    )
     raise NotAcceptable(f"cannot satisfy Accept: {accept}; this resource is available as {offered}")
 
 
@@ -66,11 +67,7 @@ def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, b
     if planned <= limit:
         return
     series = sorted({i.series_uid for i in instances})
-    hint = (
-        "retrieve its series one by one"
-        if len(series) > 1
-        else "retrieve its instances one by one"
-    )
+    hint = "retrieve its series one by one" if len(series) > 1 else "retrieve its instances one by one"
     first = instances[0]
     example = (
         f"{base_url}/studies/{first.study_uid}/series/{series[0]}"
@@ -140,10 +137,7 @@ def render_instances(
     if not fmt.multipart:
         data, ts = loaded[0]
         return data, str(MediaType(DICOM, {"transfer-syntax": ts}))
-    parts = [
-        (data, {"Content-Type": str(MediaType(DICOM, {"transfer-syntax": ts}))})
-        for data, ts in loaded
-    ]
+    parts = [(data, {"Content-Type": str(MediaType(DICOM, {"transfer-syntax": ts}))}) for data, ts in loaded]
     return multipart.encode(parts, DICOM, boundary=boundary)
 
 
@@ -163,10 +157,15 @@ def render_jpeg_frames(
             continue
         location = f"{base_url}/studies/{inst.study_uid}/series/{inst.series_uid}/instances/{inst.sop_uid}"
         for number in range(1, pixels.frame_count(ds) + 1):
-            parts.append((pixels.frame_as_jpeg(ds, number), {
-                "Content-Type": f"image/jpeg; transfer-syntax={pixels.JPEG_BASELINE}",
-                "Content-Location": f"{location}/frames/{number}",
-            }))
+            parts.append(
+                (
+                    pixels.frame_as_jpeg(ds, number),
+                    {
+                        "Content-Type": f"image/jpeg; transfer-syntax={pixels.JPEG_BASELINE}",
+                        "Content-Location": f"{location}/frames/{number}",
+                    },
+                )
+            )
     if not parts:
         raise NotAcceptable("none of the requested instances has pixel data to return as image/jpeg")
     return multipart.encode(parts, "image/jpeg", boundary=boundary)
@@ -202,5 +201,4 @@ __all__ = [
     "negotiate_instances",
     "negotiate_metadata",
     "render_instances",
-
 ]

@@ -134,48 +134,80 @@ class DynamoDbIndex:
         pk = study_pk(record.study_uid)
         meta_blob = zlib.compress(json.dumps(record.metadata).encode()) if record.metadata is not None else None
         actions: list[dict[str, Any]] = [
-            {"Put": {
-                "TableName": self.table,
-                "Item": _item(
-                    pk=pk, sk=instance_sk(record.series_uid, record.sop_uid), type="instance",
-                    attrs=json.dumps(record.instance), sop_class=record.sop_class_uid,
-                    ts=record.transfer_syntax_uid, size=record.size, md5=record.md5,
-                    frames=record.number_of_frames, meta=Binary(meta_blob) if meta_blob else None,
-                ),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }},
-            {"Update": {
-                "TableName": self.table,
-                "Key": _item(pk=pk, sk=series_sk(record.series_uid)),
-                "UpdateExpression": "SET #t = :t, attrs = if_not_exists(attrs, :a) ADD n_inst :one",
-                "ExpressionAttributeNames": {"#t": "type"},
-                "ExpressionAttributeValues": _values(t="series", a=json.dumps(record.series), one=1),
-            }},
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _item(
+                        pk=pk,
+                        sk=instance_sk(record.series_uid, record.sop_uid),
+                        type="instance",
+                        attrs=json.dumps(record.instance),
+                        sop_class=record.sop_class_uid,
+                        ts=record.transfer_syntax_uid,
+                        size=record.size,
+                        md5=record.md5,
+                        frames=record.number_of_frames,
+                        meta=Binary(meta_blob) if meta_blob else None,
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _item(pk=pk, sk=series_sk(record.series_uid)),
+                    "UpdateExpression": "SET #t = :t, attrs = if_not_exists(attrs, :a) ADD n_inst :one",
+                    "ExpressionAttributeNames": {"#t": "type"},
+                    "ExpressionAttributeValues": _values(t="series", a=json.dumps(record.series), one=1),
+                }
+            },
         ]
         mods = {record.modality} if record.modality else set()
         if study_exists:
             update = "ADD n_inst :one, series :s" + (", mods :m" if mods else "")
             values = _values(one=1, s={record.series_uid}, m=mods or None)
-            actions.append({"Update": {
-                "TableName": self.table,
-                "Key": _item(pk=pk, sk=META),
-                "UpdateExpression": update,
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeValues": values,
-            }})
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _item(pk=pk, sk=META),
+                        "UpdateExpression": update,
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
             if record.modality and record.modality not in known_mods:
-                actions.append({"Put": {"TableName": self.table, "Item": _item(
-                    pk=f"X#MOD#{record.modality}", sk=record.study_uid, study=record.study_uid)}})
+                actions.append(
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": _item(pk=f"X#MOD#{record.modality}", sk=record.study_uid, study=record.study_uid),
+                        }
+                    }
+                )
         else:
-            actions.append({"Put": {
-                "TableName": self.table,
-                "Item": _item(pk=pk, sk=META, type="study", attrs=json.dumps(record.study), n_inst=1,
-                              series={record.series_uid}, mods=mods or None),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }})
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": _item(
+                            pk=pk,
+                            sk=META,
+                            type="study",
+                            attrs=json.dumps(record.study),
+                            n_inst=1,
+                            series={record.series_uid},
+                            mods=mods or None,
+                        ),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
             for ppk, psk in postings(record):
-                actions.append({"Put": {"TableName": self.table,
-                                        "Item": _item(pk=ppk, sk=psk, study=record.study_uid)}})
+                actions.append(
+                    {"Put": {"TableName": self.table, "Item": _item(pk=ppk, sk=psk, study=record.study_uid)}}
+                )
         return actions
 
     # -- reads ----------------------------------------------------------------------------------
@@ -200,8 +232,9 @@ class DynamoDbIndex:
         )
 
     def get_study(self, study_uid: str) -> StudySummary | None:
-        got = self._db.get_item(TableName=self.table, Key=_item(pk=study_pk(study_uid), sk=META),
-                                ConsistentRead=True).get("Item")
+        got = self._db.get_item(
+            TableName=self.table, Key=_item(pk=study_pk(study_uid), sk=META), ConsistentRead=True
+        ).get("Item")
         return self._study(_plain(got)) if got else None
 
     def _hydrate(self, study_uids: list[str]) -> list[StudySummary]:
@@ -219,8 +252,9 @@ class DynamoDbIndex:
         cond = "pk = :pk" + (" AND begins_with(sk, :b)" if begins else "")
         values = _values(pk=pk, b=begins)
         uids: list[str] = []
-        for item in self._query(KeyConditionExpression=cond, ExpressionAttributeValues=values,
-                                ProjectionExpression="study"):
+        for item in self._query(
+            KeyConditionExpression=cond, ExpressionAttributeValues=values, ProjectionExpression="study"
+        ):
             uids.append(item["study"])
             if len(uids) >= MAX_CANDIDATES:
                 break
@@ -265,8 +299,13 @@ class DynamoDbIndex:
         wanted = query.offset + query.limit + 1
         matched: list[StudySummary] = []
         batch: list[str] = []
-        postings_iter = self._query(KeyConditionExpression=cond, ExpressionAttributeValues=values,
-                                    ProjectionExpression="study", ScanIndexForward=False, Limit=min(wanted, 100))
+        postings_iter = self._query(
+            KeyConditionExpression=cond,
+            ExpressionAttributeValues=values,
+            ProjectionExpression="study",
+            ScanIndexForward=False,
+            Limit=min(wanted, 100),
+        )
         for item in postings_iter:
             batch.append(item["study"])
             if len(batch) >= min(100, wanted - len(matched)):
@@ -297,12 +336,16 @@ class DynamoDbIndex:
         found.sort(key=series_order)
         return qido.page(found, query)
 
-    def _instances(self, study_uid: str, series_uid: str | None, sop_uid: str | None,
-                   with_metadata: bool) -> list[StoredInstance]:
+    def _instances(
+        self, study_uid: str, series_uid: str | None, sop_uid: str | None, with_metadata: bool
+    ) -> list[StoredInstance]:
         series = self._series_items(study_uid)
         if sop_uid is not None and series_uid is not None:
-            got = self._db.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key=_item(pk=study_pk(study_uid), sk=instance_sk(series_uid, sop_uid))).get("Item")
+            got = self._db.get_item(
+                TableName=self.table,
+                ConsistentRead=True,
+                Key=_item(pk=study_pk(study_uid), sk=instance_sk(series_uid, sop_uid)),
+            ).get("Item")
             items = [_plain(got)] if got else []
         else:
             prefix = f"IN#{series_uid}#" if series_uid else "IN#"
@@ -318,21 +361,34 @@ class DynamoDbIndex:
         for item in items:
             _, se, sop = item["sk"].split("#", 2)
             meta = item.get("meta")
-            out.append(StoredInstance(
-                study_uid=study_uid, series_uid=se, sop_uid=sop, sop_class_uid=item["sop_class"],
-                transfer_syntax_uid=item["ts"], size=int(item["size"]), md5=item["md5"],
-                number_of_frames=int(item.get("frames", 1)), attrs=json.loads(item["attrs"]),
-                series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
-                metadata=json.loads(zlib.decompress(bytes(meta.value))) if meta is not None else None,
-            ))
+            out.append(
+                StoredInstance(
+                    study_uid=study_uid,
+                    series_uid=se,
+                    sop_uid=sop,
+                    sop_class_uid=item["sop_class"],
+                    transfer_syntax_uid=item["ts"],
+                    size=int(item["size"]),
+                    md5=item["md5"],
+                    number_of_frames=int(item.get("frames", 1)),
+                    attrs=json.loads(item["attrs"]),
+                    series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
+                    metadata=json.loads(zlib.decompress(bytes(meta.value))) if meta is not None else None,
+                )
+            )
         return sorted(out, key=instance_order)
 
-    def search_instances(self, study_uid: str, series_uid: str | None,
-                         query: qido.Query) -> tuple[list[StoredInstance], bool]:
-        found = [i for i in self._instances(study_uid, series_uid, None, with_metadata=False)
-                 if query.matches(qido.instance_attrs(i))]
+    def search_instances(
+        self, study_uid: str, series_uid: str | None, query: qido.Query
+    ) -> tuple[list[StoredInstance], bool]:
+        found = [
+            i
+            for i in self._instances(study_uid, series_uid, None, with_metadata=False)
+            if query.matches(qido.instance_attrs(i))
+        ]
         return qido.page(found, query)
 
-    def list_instances(self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None,
-                       *, with_metadata: bool = False) -> list[StoredInstance]:
+    def list_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, with_metadata: bool = False
+    ) -> list[StoredInstance]:
         return self._instances(study_uid, series_uid, sop_uid, with_metadata=with_metadata)

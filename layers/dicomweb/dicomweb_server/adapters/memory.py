@@ -77,8 +77,9 @@ class MemoryIndex:
             return AddOutcome.ADDED
 
     def _summary(self, uid: str, study: _Study) -> StudySummary:
-        return StudySummary(uid, dict(study.attrs), tuple(sorted(study.modalities)), len(study.series),
-                            len(study.instances))
+        return StudySummary(
+            uid, dict(study.attrs), tuple(sorted(study.modalities)), len(study.series), len(study.instances)
+        )
 
     def get_study(self, study_uid: str) -> StudySummary | None:
         study = self.studies.get(study_uid)
@@ -86,7 +87,8 @@ class MemoryIndex:
 
     def search_studies(self, query: qido.Query) -> tuple[list[StudySummary], bool]:
         found = [
-            s for uid, st in list(self.studies.items())
+            s
+            for uid, st in list(self.studies.items())
             if query.matches(qido.study_attrs_with_aggregates(s := self._summary(uid, st)))
         ]
         found.sort(key=study_order, reverse=True)
@@ -100,9 +102,11 @@ class MemoryIndex:
         for series_uid, _ in study.instances:
             counts[series_uid] = counts.get(series_uid, 0) + 1
         found = [
-            s for uid, attrs in study.series.items()
-            if query.matches(qido.series_attrs_with_aggregates(
-                s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0))))
+            s
+            for uid, attrs in study.series.items()
+            if query.matches(
+                qido.series_attrs_with_aggregates(s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0)))
+            )
         ]
         found.sort(key=series_order)
         return qido.page(found, query)
@@ -125,7 +129,8 @@ class MemoryIndex:
         if study is None:
             return []
         found = [
-            i for (se, sop), i in study.instances.items()
+            i
+            for (se, sop), i in study.instances.items()
             if (series_uid is None or se == series_uid) and (sop_uid is None or sop == sop_uid)
         ]
         return sorted(found, key=instance_order)

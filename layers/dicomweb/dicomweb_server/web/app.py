@@ -29,9 +29,18 @@ _ROUTES = {
     "retrieve": [retrieve_routes.routes, pixel_routes.routes],
     "store": [store_routes.routes],
 }
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            406: "Not Acceptable", 409: "Conflict", 413: "Payload Too Large", 415: "Unsupported Media Type",
-            500: "Internal Server Error"}
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    500: "Internal Server Error",
+}
 
 
 def error_body(status: int, message: str) -> dict[str, object]:
@@ -45,14 +54,18 @@ async def _dicomweb_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = int(getattr(exc, "status_code", 500))
-    message = {404: f"no DICOMweb resource at {request.url.path}",
-               405: f"{request.method} is not allowed on {request.url.path}"}.get(status, str(getattr(exc, "detail", "")))
+    message = {
+        404: f"no DICOMweb resource at {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(status, str(getattr(exc, "detail", "")))
     return json_response(error_body(status, message), status, "application/json")
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"path_template": request.scope.get("route_path", ""),
-                                             "error_type": type(exc).__name__})
+    log.exception(
+        "unhandled error",
+        extra={"path_template": request.scope.get("route_path", ""), "error_type": type(exc).__name__},
+    )
     return json_response(error_body(500, "internal error; the server log has the details"), 500, "application/json")
 
 

@@ -51,8 +51,9 @@ def base_url(request: Request, settings: Settings) -> str:
     return f"{proto}://{host}{prefix}".rstrip("/")
 
 
-def json_response(body: Any, status: int = 200, media_type: str = "application/dicom+json",
-                  headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, status: int = 200, media_type: str = "application/dicom+json", headers: dict[str, str] | None = None
+) -> Response:
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return Response(payload, status_code=status, media_type=media_type, headers=headers)
 

@@ -70,8 +70,9 @@ def api_handler(service: str, settings: Settings | None = None) -> Callable[[dic
         status = int(response.get("statusCode", 500))
         metrics.add_dimension(name="operation", value=service)
         metrics.add_metric(name=f"status{status // 100}xx", unit=MetricUnit.Count, value=1)
-        logger.info("request", extra={"method": event.get("httpMethod"), "resource": event.get("resource"),
-                                      "status": status})
+        logger.info(
+            "request", extra={"method": event.get("httpMethod"), "resource": event.get("resource"), "status": status}
+        )
         return response
 
     return handler

@@ -42,8 +42,10 @@ def routes(svc: Services) -> list[Route]:
 
     def _limit(body: bytes) -> None:
         if len(body) > svc.settings.max_response_bytes:
-            raise PayloadTooLarge(f"the response would be {len(body)} bytes, above the limit of "
-                                  f"{svc.settings.max_response_bytes}; ask for fewer frames per request")
+            raise PayloadTooLarge(
+                f"the response would be {len(body)} bytes, above the limit of "
+                f"{svc.settings.max_response_bytes}; ask for fewer frames per request"
+            )
 
     def frames(request: Request) -> Response:
         study, series, sop = (path_uid(request, n) for n in ("study", "series", "instance"))
@@ -126,8 +128,10 @@ def routes(svc: Services) -> list[Route]:
                 quality = _positive_int(params.get("imagequality"), "imageQuality") or 90
                 body = pixels.render(ds, number, media, window=window, quality=quality, size=size)
                 return Response(body, media_type=media)
-        raise NotAcceptable(f"contentType {params.get('contenttype')!r} is not available; use image/jpeg, "
-                            "image/png, image/gif or application/dicom")
+        raise NotAcceptable(
+            f"contentType {params.get('contenttype')!r} is not available; use image/jpeg, "
+            "image/png, image/gif or application/dicom"
+        )
 
     base = "/studies/{study}/series/{series}/instances/{instance}"
     return [

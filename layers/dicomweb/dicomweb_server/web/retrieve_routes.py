@@ -38,9 +38,11 @@ def routes(svc: Services) -> list[Route]:
             body, content_type = wado.render_jpeg_frames(found, svc.blobs, base)
             if len(body) > svc.settings.max_response_bytes:
                 wado.check_size(found, svc.settings.max_response_bytes, what, base)
-                raise PayloadTooLarge(f"the {what} as JPEG is {len(body)} bytes, above this server's response "
-                                      f"limit of {svc.settings.max_response_bytes} bytes; retrieve its series "
-                                      "or instances one by one")
+                raise PayloadTooLarge(
+                    f"the {what} as JPEG is {len(body)} bytes, above this server's response "
+                    f"limit of {svc.settings.max_response_bytes} bytes; retrieve its series "
+                    "or instances one by one"
+                )
         else:
             wado.check_size(found, svc.settings.max_response_bytes, what, base)
             body, content_type = wado.render_instances(found, svc.blobs, fmt)

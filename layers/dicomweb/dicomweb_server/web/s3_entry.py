@@ -27,8 +27,9 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 continue
             # S3 event keys arrive URL-encoded ("my+scan%281%29.dcm"); the data class leaves them so.
             key = unquote_plus(record.s3.get_object.key)
-            outcome, reason = index_dropped(key, index=index, blobs=blobs,
-                                            max_metadata_bytes=settings.max_indexed_metadata_bytes)
+            outcome, reason = index_dropped(
+                key, index=index, blobs=blobs, max_metadata_bytes=settings.max_indexed_metadata_bytes
+            )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if reason is not None:
                 logger.warning("dropped file rejected", extra={"failure_reason": f"{reason:04X}"})

@@ -20,12 +20,15 @@ def _media(request: Request) -> str:
 
 
 def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
-    return qido.parse_query(list(request.query_params.multi_items()), level,
-                            default_limit=svc.settings.qido_default_limit, max_limit=svc.settings.qido_max_limit)
+    return qido.parse_query(
+        list(request.query_params.multi_items()),
+        level,
+        default_limit=svc.settings.qido_default_limit,
+        max_limit=svc.settings.qido_max_limit,
+    )
 
 
-def _respond(request: Request, results: list[dict[str, object]], more: bool, query: qido.Query,
-             media: str) -> Response:
+def _respond(request: Request, results: list[dict[str, object]], more: bool, query: qido.Query, media: str) -> Response:
     warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
     return dicom_model_response(results, media, headers=warning_header(warnings, request))
 

@@ -14,8 +14,16 @@ from collections.abc import Callable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-ALLOWED_HEADERS = ["accept", "authorization", "apikey", "x-api-key", "content-type", "cache-control",
-                   "x-requested-with", "if-none-match"]
+ALLOWED_HEADERS = [
+    "accept",
+    "authorization",
+    "apikey",
+    "x-api-key",
+    "content-type",
+    "cache-control",
+    "x-requested-with",
+    "if-none-match",
+]
 EXPOSED_HEADERS = ["Content-Location", "Content-Type", "Content-Length", "Warning", "Location", "ETag"]
 KeyProvider = Callable[[], str | None]
 
@@ -44,8 +52,9 @@ class ApiKeyMiddleware:
 
 
 async def _deny(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"status": status, "error": "Unauthorized" if status == 401 else "Forbidden",
-                       "message": message}).encode()
+    body = json.dumps(
+        {"status": status, "error": "Unauthorized" if status == 401 else "Forbidden", "message": message}
+    ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'ApiKey header="apikey"'))

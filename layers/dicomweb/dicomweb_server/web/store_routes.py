@@ -33,15 +33,22 @@ def routes(svc: Services) -> list[Route]:
         stow.require_body_size(len(body), svc.settings.max_request_bytes)
         base = base_url(request, svc.settings)
         outcome = await run_in_threadpool(
-            stow.store, body, ctype, index=svc.index, blobs=svc.blobs, base_url=base, study_uid=study,
+            stow.store,
+            body,
+            ctype,
+            index=svc.index,
+            blobs=svc.blobs,
+            base_url=base,
+            study_uid=study,
             max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
         headers = warning_header([f.message for f in outcome.failed], request)
         if media == DICOM_XML:
-            return Response(dicom_xml.to_xml(dataset), status_code=outcome.status, media_type=DICOM_XML,
-                            headers=headers)
+            return Response(
+                dicom_xml.to_xml(dataset), status_code=outcome.status, media_type=DICOM_XML, headers=headers
+            )
         return json_response(dataset, status=outcome.status, media_type=media, headers=headers)
 
     return [
