@@ -43,7 +43,7 @@ dev: venv ## serve every route under uvicorn on 127.0.0.1:8000 with in-memory st
 	$(PY) -m dicomweb_server.web.dev --host 127.0.0.1 --port 8000
 
 test: tools ## run the whole suite: unit tests, then integration tests against the deployed local stack
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit tests/integration
 
 unit: venv ## run the unit tests only (in-process, moto)
 	$(PY) -m pytest tests/unit
