@@ -14,6 +14,7 @@ from . import dicom_json as dj
 from . import multipart
 from .errors import BadRequest, UnsupportedMediaType
 from .ingest import InvalidInstance, Reason, ingest
+from .logsafe import exception_summary
 from .media import DICOM, DICOM_JSON, DICOM_XML, MediaType
 from .ports import BlobStore, MetadataIndex
 from .records import DicomJson
@@ -89,8 +90,8 @@ def store(
                 )
             except InvalidInstance as exc:
                 failure = exc
-            except Exception:  # storage failed (ingest left nothing behind): this instance only
-                log.exception("storing an instance failed")
+            except Exception as exc:  # storage failed (ingest left nothing behind): this instance only
+                log.error("storing an instance failed", extra=exception_summary(exc))
                 failure = InvalidInstance(
                     Reason.PROCESSING_FAILURE, "the instance could not be stored (a storage error); send it again"
                 )

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import DicomwebError
+from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
 from . import pixel_routes, retrieve_routes, search_routes, store_routes
@@ -62,10 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception(
-        "unhandled error",
-        extra={"path_template": request.scope.get("route_path", ""), "error_type": type(exc).__name__},
-    )
+    log.error("unhandled error", extra={"method": request.method, **exception_summary(exc)})
     return json_response(error_body(500, "internal error; the server log has the details"), 500, "application/json")
 
 
