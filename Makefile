@@ -11,7 +11,7 @@ SAM        := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv tools run dev test unit integration bench lint validate build deploy clean
+.PHONY: help venv tools run walkthrough dev test unit integration bench lint validate build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ tools: $(VENV)/.stamp $(MS_VENV)/.stamp $(SAM_VENV)/.stamp ## install the local 
 
 run: tools ## start the local cloud, deploy template.yaml into it and print the DICOMweb URL (Ctrl-C stops)
 	$(PY) scripts/localcloud.py run
+
+walkthrough: venv ## replay both seed documents against the stack `make run` started (run it in another terminal)
+	$(PY) scripts/walkthrough.py
 
 dev: venv ## serve every route under uvicorn on 127.0.0.1:8000 with in-memory storage
 	$(PY) -m dicomweb_server.web.dev --host 127.0.0.1 --port 8000
