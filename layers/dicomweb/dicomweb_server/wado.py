@@ -80,7 +80,7 @@ def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, b
     )
 
 
-def _transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
+def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
     from pydicom import dcmread
     from pydicom.uid import UID
 
@@ -117,7 +117,7 @@ def load_instances(
         data = blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
         ts = inst.transfer_syntax_uid
         if fmt.transfer_syntax and fmt.transfer_syntax != ts:
-            data = _transcode(data, ts, fmt.transfer_syntax, inst.sop_uid)
+            data = transcode(data, ts, fmt.transfer_syntax, inst.sop_uid)
             ts = fmt.transfer_syntax
         out.append((data, ts))
     return out
@@ -201,4 +201,5 @@ __all__ = [
     "negotiate_instances",
     "negotiate_metadata",
     "render_instances",
+    "render_jpeg_frames",
 ]

@@ -360,6 +360,8 @@ class DynamoDbIndex:
         out = []
         for item in items:
             _, se, sop = item["sk"].split("#", 2)
+            if sop_uid is not None and sop != sop_uid:
+                continue
             meta = item.get("meta")
             out.append(
                 StoredInstance(

@@ -112,9 +112,9 @@ def routes(svc: Services) -> list[Route]:
             if mtype == DICOM:
                 ts = params.get("transfersyntax")
                 if ts and ts != inst.transfer_syntax_uid:
-                    from ..wado import _transcode
+                    from ..wado import transcode
 
-                    data = _transcode(data, inst.transfer_syntax_uid, ts, inst.sop_uid)
+                    data = transcode(data, inst.transfer_syntax_uid, ts, inst.sop_uid)
                 return Response(data, media_type=DICOM)
             if mtype in pixels.RENDERED_TYPES or mtype in ("image/dicom+jpeg", "image/jpg"):
                 media = fr.negotiate_rendered(None, explicit=mtype)
