@@ -51,7 +51,12 @@ def routes(svc: Services) -> list[Route]:
     def metadata(request: Request) -> Response:
         media = wado.negotiate_metadata(request.headers.get("accept"))
         found, _ = _instances(request, with_metadata=True)
-        return dicom_model_response(wado.metadata(found, svc.blobs), media)
+        return dicom_model_response(
+            wado.metadata(found, svc.blobs),
+            media,
+            max_bytes=svc.settings.max_response_bytes,
+            too_large_hint="ask for the metadata of each series (or instance) instead",
+        )
 
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),

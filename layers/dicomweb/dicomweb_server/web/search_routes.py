@@ -28,9 +28,17 @@ def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
     )
 
 
-def _respond(request: Request, results: list[dict[str, object]], more: bool, query: qido.Query, media: str) -> Response:
+def _respond(
+    request: Request, results: list[dict[str, object]], more: bool, query: qido.Query, media: str, max_bytes: int
+) -> Response:
     warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
-    return dicom_model_response(results, media, headers=warning_header(warnings, request))
+    return dicom_model_response(
+        results,
+        media,
+        headers=warning_header(warnings, request),
+        max_bytes=max_bytes,
+        too_large_hint="ask for fewer results with limit and offset",
+    )
 
 
 def routes(svc: Services) -> list[Route]:
@@ -39,7 +47,14 @@ def routes(svc: Services) -> list[Route]:
         query = _query(request, svc, qido.Level.STUDY)
         found, more = svc.index.search_studies(query)
         base = base_url(request, svc.settings)
-        return _respond(request, [qido.study_result(s, query, base) for s in found], more, query, media)
+        return _respond(
+            request,
+            [qido.study_result(s, query, base) for s in found],
+            more,
+            query,
+            media,
+            svc.settings.max_response_bytes,
+        )
 
     def _study_or_404(study: str) -> None:
         if svc.index.get_study(study) is None:
@@ -53,7 +68,14 @@ def routes(svc: Services) -> list[Route]:
         if not found:
             _study_or_404(study)
         base = base_url(request, svc.settings)
-        return _respond(request, [qido.series_result(s, query, base) for s in found], more, query, media)
+        return _respond(
+            request,
+            [qido.series_result(s, query, base) for s in found],
+            more,
+            query,
+            media,
+            svc.settings.max_response_bytes,
+        )
 
     def instances(request: Request) -> Response:
         media = _media(request)
@@ -64,7 +86,14 @@ def routes(svc: Services) -> list[Route]:
         if not found:
             _study_or_404(study)
         base = base_url(request, svc.settings)
-        return _respond(request, [qido.instance_result(i, query, base) for i in found], more, query, media)
+        return _respond(
+            request,
+            [qido.instance_result(i, query, base) for i in found],
+            more,
+            query,
+            media,
+            svc.settings.max_response_bytes,
+        )
 
     return [
         Route("/studies", studies, methods=["GET"]),
