@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,72 +30,45 @@ def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
     )
 
 
-def _respond(
-    request: Request, results: list[dict[str, object]], more: bool, query: qido.Query, media: str, max_bytes: int
-) -> Response:
-    warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
-    return dicom_model_response(
-        results,
-        media,
-        headers=warning_header(warnings, request),
-        max_bytes=max_bytes,
-        too_large_hint="ask for fewer results with limit and offset",
-    )
-
-
 def routes(svc: Services) -> list[Route]:
-    def studies(request: Request) -> Response:
-        media = _media(request)
-        query = _query(request, svc, qido.Level.STUDY)
-        found, more = svc.index.search_studies(query)
-        base = base_url(request, svc.settings)
-        return _respond(
-            request,
-            [qido.study_result(s, query, base) for s in found],
-            more,
-            query,
+    def respond(request: Request, query: qido.Query, media: str, results: list[Any], more: bool) -> Response:
+        warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
+        return dicom_model_response(
+            results,
             media,
-            svc.settings.max_response_bytes,
+            headers=warning_header(warnings, request),
+            max_bytes=svc.settings.max_response_bytes,
+            too_large_hint="ask for fewer results with limit and offset",
         )
 
-    def _study_or_404(study: str) -> None:
+    def study_or_404(study: str) -> None:
         if svc.index.get_study(study) is None:
             raise NotFound(f"study {study} is not stored here")
 
+    def studies(request: Request) -> Response:
+        media, query = _media(request), _query(request, svc, qido.Level.STUDY)
+        found, more = svc.index.search_studies(query)
+        base = base_url(request, svc.settings)
+        return respond(request, query, media, [qido.study_result(s, query, base) for s in found], more)
+
     def series(request: Request) -> Response:
-        media = _media(request)
+        media, query = _media(request), _query(request, svc, qido.Level.SERIES)
         study = path_uid(request, "study")
-        query = _query(request, svc, qido.Level.SERIES)
         found, more = svc.index.search_series(study, query)
         if not found:
-            _study_or_404(study)
+            study_or_404(study)
         base = base_url(request, svc.settings)
-        return _respond(
-            request,
-            [qido.series_result(s, query, base) for s in found],
-            more,
-            query,
-            media,
-            svc.settings.max_response_bytes,
-        )
+        return respond(request, query, media, [qido.series_result(s, query, base) for s in found], more)
 
     def instances(request: Request) -> Response:
-        media = _media(request)
+        media, query = _media(request), _query(request, svc, qido.Level.INSTANCE)
         study = path_uid(request, "study")
         series_uid = path_uid(request, "series") if "series" in request.path_params else None
-        query = _query(request, svc, qido.Level.INSTANCE)
         found, more = svc.index.search_instances(study, series_uid, query)
         if not found:
-            _study_or_404(study)
+            study_or_404(study)
         base = base_url(request, svc.settings)
-        return _respond(
-            request,
-            [qido.instance_result(i, query, base) for i in found],
-            more,
-            query,
-            media,
-            svc.settings.max_response_bytes,
-        )
+        return respond(request, query, media, [qido.instance_result(i, query, base) for i in found], more)
 
     return [
         Route("/studies", studies, methods=["GET"]),
