@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from . import dicom_xml, jpeg
 from .errors import BadRequest
 from .ingest import InvalidInstance, Reason
-from .media import DICOM_JSON, DICOM_XML, OCTET_STREAM
+from .media import DICOM_JSON, DICOM_XML, JPEG_TYPES, OCTET_STREAM
 from .multipart import Part
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 _BULK_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _PIXEL_DATA = "7FE00010"
 
@@ -177,20 +176,20 @@ def _build(
         ds.Modality = modalities if isinstance(modalities, str) and modalities else "OT"
     if ds.SOPClassUID == SECONDARY_CAPTURE and "ConversionType" not in ds:
         ds.ConversionType = "WSD"
-    transfer_syntax = EXPLICIT_VR_LITTLE_ENDIAN
+    transfer_syntax: str = ExplicitVRLittleEndian
     if pixel_part is not None:
         ptype = pixel_part.content_type.type if pixel_part.content_type else OCTET_STREAM
-        if ptype in ("image/jpeg", "image/jpg", "image/dicom+jpeg"):
+        if ptype in JPEG_TYPES:
             transfer_syntax = _jpeg_pixels(ds, pixel_part.body, f"{where}: bulk data part {pixel_part.index + 1}")
         elif ptype == OCTET_STREAM:
             ds.PixelData = pixel_part.body
             transfer_syntax = (
                 pixel_part.content_type.param("transfer-syntax") if pixel_part.content_type else None
-            ) or EXPLICIT_VR_LITTLE_ENDIAN
-            if transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN:
+            ) or ExplicitVRLittleEndian
+            if transfer_syntax != ExplicitVRLittleEndian:
                 raise InvalidInstance(
                     Reason.TRANSFER_SYNTAX_NOT_SUPPORTED,
-                    f"{where}: octet-stream pixel data must be {EXPLICIT_VR_LITTLE_ENDIAN}",
+                    f"{where}: octet-stream pixel data must be {ExplicitVRLittleEndian}",
                 )
         else:
             raise InvalidInstance(

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from . import multipart, pixels
 from .errors import BadRequest, NotAcceptable
-from .media import MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_accept
-
-_JPEG_ALIASES = {"image/jpeg", "image/dicom+jpeg", "image/jpg", "image/pjpeg"}
+from .media import JPEG_TYPES, MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_accept
 
 
 @dataclass(frozen=True)
@@ -34,25 +33,25 @@ def _octet_syntax(r: MediaType) -> str | None:
     ts = r.param("transfer-syntax")
     if ts == "*":
         return None
-    return ts or pixels.EXPLICIT_VR_LITTLE_ENDIAN
+    return ts or ExplicitVRLittleEndian
 
 
 def negotiate_frames(accept: str | None, single_frame: bool) -> FrameFormat:
     for r in parse_accept(accept):
         if r.type == MULTIPART_RELATED:
             part = (r.param("type") or OCTET_STREAM).lower()
-            if part in _JPEG_ALIASES or part == "image/*":
-                return FrameFormat("jpeg", pixels.JPEG_BASELINE, True)
+            if part in JPEG_TYPES or part == "image/*":
+                return FrameFormat("jpeg", JPEGBaseline8Bit, True)
             if part in (OCTET_STREAM, "application/*"):
                 return FrameFormat("octet", _octet_syntax(r), True)
             if part == "*/*":
                 return FrameFormat("octet", None, True)
-        elif r.type in _JPEG_ALIASES and single_frame:
-            return FrameFormat("jpeg", pixels.JPEG_BASELINE, False)
+        elif r.type in JPEG_TYPES and single_frame:
+            return FrameFormat("jpeg", JPEGBaseline8Bit, False)
         elif r.type == OCTET_STREAM and single_frame:
             return FrameFormat("octet", _octet_syntax(r), False)
         elif r.type == "image/*":
-            return FrameFormat("jpeg", pixels.JPEG_BASELINE, True)
+            return FrameFormat("jpeg", JPEGBaseline8Bit, True)
         elif r.type in ("*/*", "application/*"):
             return FrameFormat("octet", None, True)
     raise NotAcceptable(
@@ -84,17 +83,17 @@ def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str
         if fmt.kind == "jpeg":
             payload, ctype = (
                 pixels.frame_as_jpeg(ds, n),
-                MediaType("image/jpeg", {"transfer-syntax": pixels.JPEG_BASELINE}),
+                MediaType("image/jpeg", {"transfer-syntax": JPEGBaseline8Bit}),
             )
         elif fmt.transfer_syntax is None or fmt.transfer_syntax == stored_ts:
             payload, ctype = pixels.stored_frame(ds, n), MediaType(OCTET_STREAM, {"transfer-syntax": stored_ts})
-        elif fmt.transfer_syntax == pixels.EXPLICIT_VR_LITTLE_ENDIAN:
+        elif fmt.transfer_syntax == ExplicitVRLittleEndian:
             payload = pixels.stored_frame(ds, n) if stored_ts in ("1.2.840.10008.1.2",) else _native_bytes(ds, n)
             ctype = MediaType(OCTET_STREAM, {"transfer-syntax": fmt.transfer_syntax})
         else:
             raise NotAcceptable(
                 f"frames are stored as {stored_ts}; they can be returned as stored "
-                f"(transfer-syntax=*) or as {pixels.EXPLICIT_VR_LITTLE_ENDIAN}, not {fmt.transfer_syntax}"
+                f"(transfer-syntax=*) or as {ExplicitVRLittleEndian}, not {fmt.transfer_syntax}"
             )
         out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
     return out
@@ -116,13 +115,13 @@ def negotiate_rendered(accept: str | None, explicit: str | None = None) -> str:
     """The image type for a rendered resource: image/jpeg unless the client prefers png or gif."""
     if explicit:
         wanted = explicit.strip().lower()
-        if wanted in _JPEG_ALIASES:
+        if wanted in JPEG_TYPES:
             return "image/jpeg"
         if wanted in pixels.RENDERED_TYPES:
             return wanted
         raise NotAcceptable(f"cannot render as {explicit}; available: {', '.join(pixels.RENDERED_TYPES)}")
     for r in parse_accept(accept):
-        if r.type in _JPEG_ALIASES:
+        if r.type in JPEG_TYPES:
             return "image/jpeg"
         if r.type in pixels.RENDERED_TYPES:
             return r.type

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1
+
 #: SOF marker → (coding process, DICOM transfer syntax or None when DICOM has none for it).
 _SOF = {
-    0xC0: ("baseline", "1.2.840.10008.1.2.4.50"),
-    0xC1: ("extended", "1.2.840.10008.1.2.4.51"),
+    0xC0: ("baseline", JPEGBaseline8Bit),
+    0xC1: ("extended", JPEGExtended12Bit),
     0xC2: ("progressive", None),
-    0xC3: ("lossless", "1.2.840.10008.1.2.4.57"),
+    0xC3: ("lossless", JPEGLossless),
     0xC5: ("differential sequential", None),
     0xC6: ("differential progressive", None),
     0xC7: ("differential lossless", None),
@@ -24,7 +26,6 @@ _SOF = {
     0xCA: ("arithmetic progressive", None),
     0xCB: ("arithmetic lossless", None),
 }
-LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 
 
 class NotJpeg(ValueError):
@@ -76,7 +77,7 @@ def read_header(data: bytes) -> JpegInfo:
             factors = {segment[6 + 3 * i + 1] for i in range(components) if 6 + 3 * i + 1 < len(segment)}
             process, syntax = _SOF[marker]
             if process == "lossless" and _first_predictor(data, pos + 2 + length) == 1:
-                syntax = LOSSLESS_SV1
+                syntax = JPEGLosslessSV1
             if rows == 0 or columns == 0:
                 raise NotJpeg("the frame header gives no image size")
             return JpegInfo(rows, columns, precision, components, process, syntax, len(factors) <= 1, adobe)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import BadRequest
+from .errors import BadRequest, NotAcceptable
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -16,6 +16,8 @@ DICOM_XML = "application/dicom+xml"
 JSON = "application/json"
 MULTIPART_RELATED = "multipart/related"
 OCTET_STREAM = "application/octet-stream"
+#: Spellings of JPEG seen in Accept headers and parts; ``image/dicom+jpeg`` is not standard but in use.
+JPEG_TYPES = frozenset({"image/jpeg", "image/dicom+jpeg", "image/jpg", "image/pjpeg"})
 
 
 @dataclass(frozen=True)
@@ -135,23 +137,9 @@ def parse_accept(header: str | None) -> list[MediaType]:
     return sorted(ranges, key=lambda r: -r.q)
 
 
-def negotiate_json(accept: str | None, what: str) -> str:
-    """``application/dicom+json`` or ``application/json``, whichever the client prefers (406 if neither)."""
-    from .errors import NotAcceptable
-
-    for r in parse_accept(accept):
-        if r.type in (DICOM_JSON, JSON):
-            return r.type
-        if r.type in ("*/*", "application/*"):
-            return DICOM_JSON
-    raise NotAcceptable(f"cannot satisfy Accept: {accept}; {what} is available as {DICOM_JSON} or {JSON}")
-
-
 def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
     """The Store Instances Response type: what the client accepts, preferring the request's own
     metadata type (an XML request gets an XML answer unless it asks for JSON)."""
-    from .errors import NotAcceptable
-
     for r in parse_accept(accept):
         if r.type in (DICOM_JSON, JSON, DICOM_XML):
             return r.type
@@ -169,8 +157,6 @@ def negotiate_dicom_model(accept: str | None, what: str) -> str:
     """JSON (``application/dicom+json`` / ``application/json``) or multipart XML
     (``multipart/related; type="application/dicom+xml"``) for QIDO-RS results and WADO-RS metadata.
     Returns the chosen media type; JSON when the client accepts anything."""
-    from .errors import NotAcceptable
-
     for r in parse_accept(accept):
         if r.type in (DICOM_JSON, JSON):
             return r.type

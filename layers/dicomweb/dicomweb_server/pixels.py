@@ -17,12 +17,10 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
+from pydicom.uid import UID, JPEGBaseline8Bit
 
 from .errors import BadRequest, NotAcceptable, NotFound
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-_NATIVE = {"1.2.840.10008.1.2", EXPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"}
 RENDERED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 
 
@@ -68,7 +66,7 @@ def stored_frame(ds: Dataset, number: int) -> bytes:
     ts = str(ds.file_meta.TransferSyntaxUID)
     data: bytes = ds.PixelData
     count = frame_count(ds)
-    if ts in _NATIVE:
+    if not UID(ts).is_compressed:
         bits = int(ds.BitsAllocated)
         samples = int(ds.get("SamplesPerPixel", 1))
         pixels = int(ds.Rows) * int(ds.Columns) * samples
@@ -176,6 +174,6 @@ def render(
 
 def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
     """A JPEG for frame ``number``: the stored bitstream when it is JPEG Baseline, else rendered."""
-    if str(ds.file_meta.TransferSyntaxUID) == JPEG_BASELINE:
+    if str(ds.file_meta.TransferSyntaxUID) == JPEGBaseline8Bit:
         return stored_frame(ds, number)
     return render(ds, number, "image/jpeg")

@@ -38,6 +38,7 @@ from .records import (
     StoredInstance,
     StudySummary,
 )
+from .uids import validate_uid
 
 
 class Level(Enum):
@@ -141,8 +142,6 @@ class Predicate:
                 if part:
                     _time_key(part)
         if self.vr == "UI" and not self.universal:
-            from .uids import validate_uid
-
             for uid in self.choices:
                 validate_uid(uid, dj.keyword_of(self.key))
         if self.vr in _NUMERIC and not self.universal:

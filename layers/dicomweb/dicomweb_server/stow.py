@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from . import dicom_json as dj
 from . import multipart
-from .errors import BadRequest, UnsupportedMediaType
+from .compose import compose
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .ingest import InvalidInstance, Reason, ingest
 from .logsafe import exception_summary
 from .media import DICOM, DICOM_JSON, DICOM_XML, MediaType
@@ -117,8 +118,6 @@ def _instances(
 ) -> Iterator[tuple[str, bytes, InvalidInstance | None]]:
     """(label, Part-10 bytes, failure) for each instance a request carries."""
     if part_type in (DICOM_JSON, DICOM_XML):
-        from .compose import compose
-
         for i, built in enumerate(compose(parts, part_type, study_uid), start=1):
             yield f"instance {i}", built.data or b"", built.failure
         return
@@ -169,8 +168,6 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
 
 def require_body_size(length: int | None, limit: int) -> None:
     if length is not None and length > limit:
-        from .errors import PayloadTooLarge
-
         raise PayloadTooLarge(
             f"the request body is {length} bytes; this server accepts at most {limit} bytes per STOW-RS "
             "request: send fewer instances per request, or drop large files into the bucket's incoming/ prefix"

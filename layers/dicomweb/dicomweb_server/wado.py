@@ -7,20 +7,19 @@ Sizes come from the index, so an oversized response is refused (413) before any 
 from __future__ import annotations
 
 import io
-import json
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import multipart
+from pydicom import dcmread
+from pydicom.uid import UID, JPEGBaseline8Bit
+
+from . import dicom_json, multipart, pixels
 from .errors import NotAcceptable, NotFound, PayloadTooLarge
-from .media import DICOM, MULTIPART_RELATED, MediaType, negotiate_dicom_model, parse_accept
+from .ingest import instance_key, parse_part10
+from .media import DICOM, JPEG_TYPES, MULTIPART_RELATED, MediaType, negotiate_dicom_model, parse_accept
 from .ports import BlobStore
 from .records import DicomJson, StoredInstance
 
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-_NATIVE = {EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.2"}
 #: Multipart framing per part (boundary line and headers), for size planning.
 _PART_OVERHEAD = 200
 
@@ -46,8 +45,8 @@ def negotiate_instances(accept: str | None, *, single_allowed: bool) -> Instance
             part = (r.param("type") or DICOM).lower()
             if part in (DICOM, "*/*", "application/*"):
                 return InstanceFormat(True, ts)
-            if part in ("image/jpeg", "image/dicom+jpeg", "image/jpg"):
-                return InstanceFormat(True, "1.2.840.10008.1.2.4.50", jpeg_frames=True)
+            if part in JPEG_TYPES:
+                return InstanceFormat(True, JPEGBaseline8Bit, jpeg_frames=True)
         elif r.type == DICOM and single_allowed:
             return InstanceFormat(False, ts)
         elif r.type in ("*/*", "application/*"):
@@ -81,12 +80,9 @@ def check_size(instances: Sequence[StoredInstance], limit: int, resource: str, b
 
 
 def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
-    from pydicom import dcmread
-    from pydicom.uid import UID
-
     ds = dcmread(io.BytesIO(data))
-    if source not in _NATIVE:
-        if target not in _NATIVE:
+    if UID(source).is_compressed:
+        if UID(target).is_compressed:
             raise NotAcceptable(f"cannot transcode instance {sop_uid} from {source} to {target}")
         try:
             ds.decompress()
@@ -95,7 +91,7 @@ def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
                 f"instance {sop_uid} is stored as {source} and cannot be decompressed here; "
                 "ask with transfer-syntax=* to receive it as stored"
             ) from None
-    elif target not in _NATIVE:
+    elif UID(target).is_compressed:
         raise NotAcceptable(
             f"instance {sop_uid} is stored as {source}; compressing to {target} is not supported, "
             "ask with transfer-syntax=* to receive it as stored"
@@ -110,8 +106,6 @@ def load_instances(
     instances: Sequence[StoredInstance], blobs: BlobStore, fmt: InstanceFormat
 ) -> list[tuple[bytes, str]]:
     """The Part-10 bytes of each instance in the requested transfer syntax, with that syntax."""
-    from .ingest import instance_key
-
     out: list[tuple[bytes, str]] = []
     for inst in instances:
         data = blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
@@ -145,11 +139,6 @@ def render_jpeg_frames(
     instances: Sequence[StoredInstance], blobs: BlobStore, base_url: str, *, boundary: str | None = None
 ) -> tuple[bytes, str]:
     """Every frame of every image instance as a JPEG part (instances without pixels are skipped)."""
-    from pydicom import dcmread
-
-    from . import pixels
-    from .ingest import instance_key
-
     parts: list[tuple[bytes, dict[str, str]]] = []
     for inst in instances:
         ds = dcmread(io.BytesIO(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))))
@@ -161,7 +150,7 @@ def render_jpeg_frames(
                 (
                     pixels.frame_as_jpeg(ds, number),
                     {
-                        "Content-Type": f"image/jpeg; transfer-syntax={pixels.JPEG_BASELINE}",
+                        "Content-Type": f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}",
                         "Content-Location": f"{location}/frames/{number}",
                     },
                 )
@@ -171,22 +160,11 @@ def render_jpeg_frames(
     return multipart.encode(parts, "image/jpeg", boundary=boundary)
 
 
-def _unpack(meta: object) -> DicomJson | None:
-    if meta is None:
-        return None
-    if isinstance(meta, bytes | bytearray):
-        return json.loads(zlib.decompress(meta))  # type: ignore[no-any-return]
-    return meta  # type: ignore[return-value]
-
-
 def metadata(instances: Sequence[StoredInstance], blobs: BlobStore) -> list[DicomJson]:
     """WADO-RS metadata for each instance (PS3.18 §10.4.1.1.2), without bulk data."""
-    from . import dicom_json
-    from .ingest import instance_key, parse_part10
-
     out: list[DicomJson] = []
     for inst in instances:
-        meta = _unpack(inst.metadata)
+        meta = inst.metadata
         if meta is None:  # too large for the index: read it from the object
             ds = parse_part10(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid)))
             meta = dicom_json.metadata(ds)

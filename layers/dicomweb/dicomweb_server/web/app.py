@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -103,8 +104,6 @@ def create_app(
     for name in chosen:
         for make_routes in _ROUTES[name]:
             routes.extend(make_routes(svc))
-    from starlette.exceptions import HTTPException
-
     app = Starlette(
         routes=routes,
         exception_handlers={DicomwebError: _dicomweb_error, HTTPException: _http_error, Exception: _unexpected},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+from pydicom import dcmread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,8 +14,10 @@ from .. import frames as fr
 from .. import pixels
 from ..errors import BadRequest, NotAcceptable, NotFound, PayloadTooLarge
 from ..ingest import instance_key
-from ..media import DICOM, parse_media_type
+from ..media import DICOM, JPEG_TYPES, parse_media_type
 from ..records import StoredInstance
+from ..uids import validate_uid
+from ..wado import transcode
 from .http import base_url, path_uid
 from .services import Services
 
@@ -77,8 +80,6 @@ def routes(svc: Services) -> list[Route]:
         number = 1
         if "frames" in request.path_params:
             number = pixels.parse_frame_list(str(request.path_params["frames"]), inst.number_of_frames)[0]
-        from pydicom import dcmread
-
         body = pixels.render(dcmread(io.BytesIO(data)), number, media, window=window, quality=quality, size=size)
         return Response(body, media_type=media)
 
@@ -92,8 +93,6 @@ def routes(svc: Services) -> list[Route]:
             raise BadRequest(f"WADO-URI parameter(s) {', '.join(sorted(refused))} are not supported")
         if params.get("requesttype") != "WADO":
             raise BadRequest(f"requestType must be WADO, got {params.get('requesttype')!r}")
-        from ..uids import validate_uid
-
         names = {"studyuid": "studyUID", "seriesuid": "seriesUID", "objectuid": "objectUID"}
         uids = {}
         for key, label in names.items():
@@ -101,8 +100,6 @@ def routes(svc: Services) -> list[Route]:
                 raise BadRequest(f"{label} is required")
             uids[key] = validate_uid(params[key], label)
         inst, data = _instance(uids["studyuid"], uids["seriesuid"], uids["objectuid"])
-        from pydicom import dcmread
-
         ds = dcmread(io.BytesIO(data))
         requested = [c.strip() for c in (params.get("contenttype") or "").split(",") if c.strip()]
         if not requested:
@@ -112,11 +109,9 @@ def routes(svc: Services) -> list[Route]:
             if mtype == DICOM:
                 ts = params.get("transfersyntax")
                 if ts and ts != inst.transfer_syntax_uid:
-                    from ..wado import transcode
-
                     data = transcode(data, inst.transfer_syntax_uid, ts, inst.sop_uid)
                 return Response(data, media_type=DICOM)
-            if mtype in pixels.RENDERED_TYPES or mtype in ("image/dicom+jpeg", "image/jpg"):
+            if mtype in pixels.RENDERED_TYPES or mtype in JPEG_TYPES:
                 media = fr.negotiate_rendered(None, explicit=mtype)
                 number = _positive_int(params.get("framenumber"), "frameNumber") or 1
                 pixels.parse_frame_list(str(number), inst.number_of_frames)
