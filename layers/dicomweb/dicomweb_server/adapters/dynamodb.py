@@ -241,12 +241,18 @@ class DynamoDbIndex:
         out: list[StudySummary] = []
         for start in range(0, len(study_uids), 100):
             keys = [_item(pk=study_pk(u), sk=META) for u in study_uids[start : start + 100]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                got = self._db.batch_get_item(RequestItems=request)
-                out.extend(self._study(_plain(i)) for i in got.get("Responses", {}).get(self.table, []))
-                request = got.get("UnprocessedKeys") or {}
+            out.extend(self._study(_plain(i)) for i in self._batch_get(keys))
         return out
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Consistent BatchGetItem of at most 100 keys, retrying unprocessed ones."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            got = self._db.batch_get_item(RequestItems=request)
+            items.extend(got.get("Responses", {}).get(self.table, []))
+            request = got.get("UnprocessedKeys") or {}
+        return items
 
     def _posting_uids(self, pk: str, begins: str | None = None) -> list[str]:
         cond = "pk = :pk" + (" AND begins_with(sk, :b)" if begins else "")
@@ -339,15 +345,16 @@ class DynamoDbIndex:
     def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None, with_metadata: bool
     ) -> list[StoredInstance]:
-        series = self._series_items(study_uid)
         if sop_uid is not None and series_uid is not None:
-            got = self._db.get_item(
-                TableName=self.table,
-                ConsistentRead=True,
-                Key=_item(pk=study_pk(study_uid), sk=instance_sk(series_uid, sop_uid)),
-            ).get("Item")
-            items = [_plain(got)] if got else []
+            # One round trip for the instance and its series item.
+            keys = [
+                _item(pk=study_pk(study_uid), sk=sk) for sk in (instance_sk(series_uid, sop_uid), series_sk(series_uid))
+            ]
+            found = [_plain(i) for i in self._batch_get(keys)]
+            series = {i["sk"][3:]: i for i in found if i["sk"].startswith("SE#")}
+            items = [i for i in found if i["sk"].startswith("IN#")]
         else:
+            series = self._series_items(study_uid)
             prefix = f"IN#{series_uid}#" if series_uid else "IN#"
             kwargs: dict[str, Any] = {
                 "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
