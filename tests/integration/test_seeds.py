@@ -169,13 +169,11 @@ def test_frame_lists_and_stored_bytes(endpoint: Endpoint, joe: list) -> None:
 
 
 def _wado_uri(endpoint: Endpoint, inst, **params) -> requests.Response:
-    query = {
-        "requestType": "WADO",
-        "studyUID": inst.study_uid,
-        "seriesUID": inst.series_uid,
-        "objectUID": inst.sop_uid,
-        **params,
-    }
+    """A WADO-URI request for ``inst`` (an Instance or a (study, series, sop) tuple); a parameter given as None
+    is left out."""
+    study, series, sop = (inst.study_uid, inst.series_uid, inst.sop_uid) if hasattr(inst, "sop_uid") else inst
+    query = {"requestType": "WADO", "studyUID": study, "seriesUID": series, "objectUID": sop, **params}
+    query = {k: v for k, v in query.items() if v is not None}
     return requests.get(endpoint.wado_uri_url + "/", params=query, headers=endpoint.headers(), timeout=60)
 
 
@@ -204,20 +202,7 @@ def test_wado_uri_windowing_monochrome1_and_frame_number(endpoint: Endpoint) -> 
     assert endpoint.post("/studies", body, ctype).status_code == 200
 
     def png(inst_uids, **params) -> np.ndarray:
-        study, series, sop = inst_uids
-        r = requests.get(
-            endpoint.wado_uri_url,
-            headers=endpoint.headers(),
-            timeout=60,
-            params={
-                "requestType": "WADO",
-                "studyUID": study,
-                "seriesUID": series,
-                "objectUID": sop,
-                "contentType": "image/png",
-                **params,
-            },
-        )
+        r = _wado_uri(endpoint, inst_uids, contentType="image/png", **params)
         assert r.status_code == 200, r.text
         return np.asarray(Image.open(io.BytesIO(r.content)))
 
@@ -367,24 +352,9 @@ def test_wado_uri_and_frame_bad_input(endpoint: Endpoint, joe: list) -> None:
     inst = joe[0]
     r = _wado_uri(endpoint, inst, contentType="application/pdf")
     assert r.status_code == 406 and "contentType" in r.json()["message"]
-    r = requests.get(
-        endpoint.wado_uri_url,
-        headers=endpoint.headers(),
-        timeout=60,
-        params={
-            "requestType": "WADX",
-            "studyUID": inst.study_uid,
-            "seriesUID": inst.series_uid,
-            "objectUID": inst.sop_uid,
-        },
-    )
+    r = _wado_uri(endpoint, inst, requestType="WADX")
     assert r.status_code == 400 and "requestType" in r.json()["message"]
-    r = requests.get(
-        endpoint.wado_uri_url,
-        headers=endpoint.headers(),
-        timeout=60,
-        params={"requestType": "WADO", "studyUID": inst.study_uid},
-    )
+    r = _wado_uri(endpoint, inst, seriesUID=None, objectUID=None)
     assert r.status_code == 400 and "seriesUID" in r.json()["message"]
     r = _wado_uri(endpoint, inst, frameNumber="9")
     assert r.status_code == 404 and "frame 9" in r.json()["message"]
