@@ -263,17 +263,6 @@ class Cloud:
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         )
 
-    def boto3_resource(self, service: str) -> Any:
-        import boto3
-
-        return boto3.resource(
-            service,
-            endpoint_url=self.aws_endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
-
     def alive(self) -> bool:
         return self.process.poll() is None
 
