@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from .. import wado
 from ..errors import NotFound, PayloadTooLarge
+from ..records import StoredInstance
 from .http import base_url, dicom_model_response, path_uid
 from .services import Services
 
@@ -21,23 +22,22 @@ def _target(request: Request) -> tuple[str, str | None, str | None, str]:
 
 
 def routes(svc: Services) -> list[Route]:
-    def _instances(request: Request, with_metadata: bool) -> tuple[list, str]:  # type: ignore[type-arg]
-        study, series, sop, what = _target(request)
+    def _instances(target: tuple[str, str | None, str | None, str], with_metadata: bool) -> list[StoredInstance]:
+        study, series, sop, what = target
         found = svc.index.list_instances(study, series, sop, with_metadata=with_metadata)
         if not found:
-            uid = sop or series or study
-            raise NotFound(f"{what} {uid} is not stored here")
-        return found, what
+            raise NotFound(f"{what} {sop or series or study} is not stored here")
+        return found
 
     def retrieve(request: Request) -> Response:
-        _, _, sop, _ = _target(request)
+        target = _target(request)
+        _, _, sop, what = target
         fmt = wado.negotiate_instances(request.headers.get("accept"), single_allowed=sop is not None)
-        found, what = _instances(request, with_metadata=False)
+        found = _instances(target, with_metadata=False)
         base = base_url(request, svc.settings)
         if fmt.jpeg_frames:
             body, content_type = wado.render_jpeg_frames(found, svc.blobs, base)
             if len(body) > svc.settings.max_response_bytes:
-                wado.check_size(found, svc.settings.max_response_bytes, what, base)
                 raise PayloadTooLarge(
                     f"the {what} as JPEG is {len(body)} bytes, above this server's response "
                     f"limit of {svc.settings.max_response_bytes} bytes; retrieve its series "
@@ -50,7 +50,7 @@ def routes(svc: Services) -> list[Route]:
 
     def metadata(request: Request) -> Response:
         media = wado.negotiate_metadata(request.headers.get("accept"))
-        found, _ = _instances(request, with_metadata=True)
+        found = _instances(_target(request), with_metadata=True)
         return dicom_model_response(
             wado.metadata(found, svc.blobs),
             media,
