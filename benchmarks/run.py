@@ -351,7 +351,7 @@ def new_study(n: int, *, patient_id: str, name: str, date: str) -> tuple[Study, 
 
 
 def stow_body(instances: list[bytes]) -> tuple[bytes, str]:
-    from dicomweb_server import multipart
+    from dicomweb_server.formats import multipart
 
     return multipart.encode([(d, {"Content-Type": "application/dicom"}) for d in instances], "application/dicom")
 
@@ -366,8 +366,8 @@ class Bench:
             warnings.simplefilter("ignore")
             from starlette.testclient import TestClient
 
-        from dicomweb_server.adapters.dynamodb import DynamoDbIndex
-        from dicomweb_server.adapters.s3 import S3BlobStore
+        from dicomweb_server.blobs.s3 import S3BlobStore
+        from dicomweb_server.index.dynamodb import DynamoDbIndex
         from dicomweb_server.settings import Settings
         from dicomweb_server.web.app import create_app
 
@@ -446,8 +446,8 @@ SURNAMES = ("SMITH", "JONES", "BROWN", "TAYLOR", "WILSON", "DAVIES", "EVANS", "T
 def aws_calls() -> dict[str, Any]:
     from moto import mock_aws
 
-    from dicomweb_server.drop import index_dropped
-    from dicomweb_server.ingest import ingest
+    from dicomweb_server.store.drop import index_dropped
+    from dicomweb_server.store.ingest import ingest
 
     phases: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """Lambda composition root for the DICOMweb retrieve service: build once at cold start, then serve."""
 
-from dicomweb_server.web.lambda_entry import api_handler
+from dicomweb_server.aws.api import api_handler
 
 handler = api_handler("retrieve")

@@ -14,9 +14,10 @@ import pytest
 from moto import mock_aws
 from starlette.testclient import TestClient
 
-from dicomweb_server.adapters.dynamodb import DynamoDbIndex
-from dicomweb_server.adapters.memory import MemoryBlobStore, MemoryIndex
-from dicomweb_server.adapters.s3 import S3BlobStore
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.blobs.s3 import S3BlobStore
+from dicomweb_server.index.dynamodb import DynamoDbIndex
+from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.ports import BlobStore, MetadataIndex
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import create_app

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from pydicom.uid import generate_uid
 
-from dicomweb_server import dicom_json
-from dicomweb_server.adapters.dynamodb import DynamoDbIndex
-from dicomweb_server.adapters.memory import MemoryIndex
-from dicomweb_server.ingest import build_record, parse_part10
+from dicomweb_server.formats import dicom_json
+from dicomweb_server.index.dynamodb import DynamoDbIndex
+from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.ports import AddOutcome, BlobNotFound
-from dicomweb_server.qido import Level, parse_query
+from dicomweb_server.search.query import Level, parse_query
+from dicomweb_server.store.ingest import build_record, parse_part10
 from tests.corpus import make_instance
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dicomweb_server import dicom_xml
 from dicomweb_server.errors import BadRequest
+from dicomweb_server.formats import dicom_xml
 
 GOLDEN = {
     "00080020": {"vr": "DA", "Value": ["20130409"]},

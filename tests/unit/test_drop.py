@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dicomweb_server.drop import DropOutcome, index_dropped
-from dicomweb_server.qido import Level, parse_query
+from dicomweb_server.search.query import Level, parse_query
+from dicomweb_server.store.drop import DropOutcome, index_dropped
 from tests.corpus import make_instance
 
 from .doubles import FailingIndex

@@ -8,12 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from dicomweb_server import multipart
-from dicomweb_server.adapters.memory import MemoryBlobStore, MemoryIndex
+from dicomweb_server.blobs.memory import MemoryBlobStore
 from dicomweb_server.errors import BadRequest
-from dicomweb_server.ingest import InvalidInstance, parse_part10
-from dicomweb_server.media import parse_media_type
+from dicomweb_server.formats import multipart
+from dicomweb_server.formats.media import parse_media_type
+from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.settings import Settings
+from dicomweb_server.store.ingest import InvalidInstance, parse_part10
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_instance, stow_body
 

@@ -8,7 +8,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
-from dicomweb_server.ingest import InvalidInstance, Reason, build_record, parse_part10
+from dicomweb_server.store.ingest import InvalidInstance, Reason, build_record, parse_part10
 from tests.corpus import SOURCES, make_instance
 
 

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from dicomweb_server import jpeg
+from dicomweb_server.formats import jpeg
 
 
 def _jpeg(mode: str = "RGB", size: tuple[int, int] = (64, 48), **save: object) -> bytes:
@@ -48,8 +48,9 @@ def test_not_a_jpeg(data: bytes, words: str) -> None:
 
 
 def test_store_composes_dicom_from_the_header(tmp_path) -> None:
-    from dicomweb_server import compose, multipart
-    from dicomweb_server.media import parse_media_type
+    from dicomweb_server.formats import multipart
+    from dicomweb_server.formats.media import parse_media_type
+    from dicomweb_server.store import compose
 
     photo = _jpeg("L", (40, 30))
     body, ctype = multipart.encode(

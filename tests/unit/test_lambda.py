@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from dicomweb_server.adapters.dynamodb import DynamoDbIndex
-from dicomweb_server.adapters.s3 import S3BlobStore
-from dicomweb_server.ingest import ingest
+from dicomweb_server.aws.api import api_handler
+from dicomweb_server.aws.s3_events import s3_handler
+from dicomweb_server.blobs.s3 import S3BlobStore
+from dicomweb_server.index.dynamodb import DynamoDbIndex
 from dicomweb_server.settings import Settings
-from dicomweb_server.web.lambda_entry import api_handler
-from dicomweb_server.web.s3_entry import s3_handler
+from dicomweb_server.store.ingest import ingest
 from tests.conftest import load_event
 from tests.corpus import list_keys, make_instance
 

@@ -3,7 +3,7 @@
 import pytest
 
 from dicomweb_server.errors import BadRequest, NotAcceptable
-from dicomweb_server.media import (
+from dicomweb_server.formats.media import (
     DICOM_JSON,
     DICOM_XML,
     JSON,

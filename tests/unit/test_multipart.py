@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dicomweb_server.errors import BadRequest
-from dicomweb_server.media import parse_media_type
-from dicomweb_server.multipart import MultipartError, decode, encode
+from dicomweb_server.formats.media import parse_media_type
+from dicomweb_server.formats.multipart import MultipartError, decode, encode
 
 CT = parse_media_type('multipart/related; type="application/dicom"; boundary=XyZ')
 

@@ -6,7 +6,8 @@ import logging
 
 from starlette.testclient import TestClient
 
-from dicomweb_server.adapters.memory import MemoryBlobStore, MemoryIndex
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_instance, stow_body, truncated

@@ -3,9 +3,10 @@
 import pytest
 
 from dicomweb_server.errors import BadRequest
-from dicomweb_server.ingest import build_record, parse_part10
-from dicomweb_server.qido import Level, page, parse_query, series_result, study_result
 from dicomweb_server.records import SeriesSummary, StudySummary
+from dicomweb_server.search.query import Level, parse_query
+from dicomweb_server.search.results import page, series_result, study_result
+from dicomweb_server.store.ingest import build_record, parse_part10
 from tests.corpus import make_instance
 
 PATIENT_NAME, STUDY_DATE, STUDY_TIME, MODALITIES = "00100010", "00080020", "00080030", "00080061"

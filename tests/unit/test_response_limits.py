@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from dicomweb_server.adapters.memory import MemoryBlobStore, MemoryIndex
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_study, stow_body

@@ -1,19 +1,24 @@
-"""Serverless DICOMweb: the framework-free domain package shared by every Lambda function.
+"""Serverless DICOMweb: the package shared by every Lambda function, one subpackage per capability.
 
-Modules, one concept each:
+Small shared core (no framework, no boto3):
 
 - ``errors``: the one error vocabulary (``DicomwebError`` and its HTTP statuses)
 - ``settings``: configuration parsed once at cold start
 - ``uids``: UID validation (PS3.5 §9)
-- ``media``: Accept / Content-Type parsing and negotiation (PS3.18 §8.7)
-- ``multipart``: ``multipart/related`` decoding and encoding (RFC 2387)
-- ``dicom_json``: dataset <-> DICOM JSON (PS3.18 §F) on top of pydicom
 - ``records``: what is indexed about an instance (study / series / instance attributes)
-- ``qido``: QIDO-RS query parsing and attribute matching (PS3.18 §10.6, PS3.4 §C.2.2.2)
-- ``ingest``: the one indexing code path shared by STOW-RS and S3-drop
-- ``stow``: STOW-RS (PS3.18 §10.5)
-- ``wado``: WADO-RS retrieve (PS3.18 §10.4)
 - ``ports``: the storage interfaces (``BlobStore``, ``MetadataIndex``)
-- ``adapters``: S3, DynamoDB and in-memory implementations of the ports
-- ``web``: the Starlette app factory and the Lambda entry point (the only Mangum import)
+- ``logsafe``: exceptions logged without patient data
+
+Capabilities:
+
+- ``formats``: media types, multipart, DICOM JSON, DICOM XML, JPEG headers
+- ``search``: QIDO-RS parsing, matching, ordering and results (PS3.18 §10.6)
+- ``retrieve``: WADO-RS and WADO-URI: negotiation, instances, metadata, frames, rendering, size policy
+- ``store``: STOW-RS, composing instances from metadata, the one ingest path, the S3 drop
+- ``index``: the DynamoDB key layout and the DynamoDB / in-memory ``MetadataIndex``
+- ``blobs``: the bucket's key layout and the S3 / in-memory ``BlobStore``
+- ``web``: the Starlette app and its routes (imports the domain; the domain never imports it)
+- ``aws``: the only Lambda-aware code (Mangum and powertools; the S3 event entry)
+
+Imports point down this list's dependency order: ``aws`` → ``web`` → capabilities → core.
 """

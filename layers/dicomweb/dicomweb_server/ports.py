@@ -6,8 +6,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Protocol
 
-from .qido import Query
 from .records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+from .search.query import Query
 
 
 class BlobNotFound(KeyError):

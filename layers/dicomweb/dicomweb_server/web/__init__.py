@@ -1,5 +1,5 @@
-"""HTTP layer: a Starlette app factory (``create_app``), one route module per service, and the
-Lambda entry point (``lambda_entry``, the only module that imports Mangum)."""
+"""HTTP layer: the Starlette app factory (``create_app``) and one route module per service. It
+knows nothing of Lambda (that is ``dicomweb_server.aws``)."""
 
 from .app import create_app
 

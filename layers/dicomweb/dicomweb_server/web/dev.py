@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..adapters.memory import MemoryBlobStore, MemoryIndex
+from ..blobs.memory import MemoryBlobStore
+from ..index.memory import MemoryIndex
 from ..settings import Settings
 from .app import create_app
 

@@ -72,7 +72,7 @@ def dicom_model_response(
     Above ``max_bytes`` the answer is a 413 (Lambda cannot return it) with ``too_large_hint``.
     """
     if media == "application/dicom+xml":
-        from .. import dicom_xml, multipart
+        from ..formats import dicom_xml, multipart
 
         body, content_type = multipart.encode(dicom_xml.to_xml_multipart_parts(datasets), "application/dicom+xml")
         response = Response(body, headers={**(headers or {}), "Content-Type": content_type})
@@ -89,5 +89,11 @@ def dicom_model_response(
 def warning_header(messages: list[str], request: Request) -> dict[str, str]:
     if not messages:
         return {}
-    agent = request.headers.get("host", "dicomweb")
-    return {"Warning": ", ".join(f'299 {agent} "{m.replace(chr(34), chr(39))}"' for m in messages)}
+    agent = _header_text(request.headers.get("host", "dicomweb")).replace(" ", "")
+    return {"Warning": ", ".join(f'299 {agent} "{_header_text(m).replace(chr(34), chr(39))}"' for m in messages)}
+
+
+def _header_text(text: str) -> str:
+    """Printable ASCII only: a message can quote bytes of the client's input, and a header value
+    outside ASCII breaks clients (and HTTP/1.1 field syntax)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)

@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import frames as fr
-from .. import pixels
+from ..blobs.keys import instance_key
 from ..errors import BadRequest, NotAcceptable, NotFound, PayloadTooLarge
-from ..ingest import instance_key
-from ..media import DICOM, JPEG_TYPES, parse_media_type
+from ..formats.media import DICOM, JPEG_TYPES, parse_media_type
 from ..records import StoredInstance
+from ..retrieve import frames as fr
+from ..retrieve import render as pixels
+from ..retrieve.instances import transcode
 from ..uids import validate_uid
-from ..wado import transcode
 from .http import base_url, path_uid
 from .services import Services
 

@@ -6,9 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import wado
 from ..errors import NotFound, PayloadTooLarge
 from ..records import StoredInstance
+from ..retrieve import instances as wado
 from .http import base_url, dicom_model_response, path_uid
 from .services import Services
 

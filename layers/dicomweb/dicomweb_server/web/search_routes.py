@@ -8,9 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import qido
 from ..errors import NotFound
-from ..media import negotiate_dicom_model
+from ..formats.media import negotiate_dicom_model
+from ..search import query as qido
+from ..search import results
 from .http import base_url, dicom_model_response, path_uid, warning_header
 from .services import Services
 
@@ -49,7 +50,7 @@ def routes(svc: Services) -> list[Route]:
         media, query = _media(request), _query(request, svc, qido.Level.STUDY)
         found, more = svc.index.search_studies(query)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [qido.study_result(s, query, base) for s in found], more)
+        return respond(request, query, media, [results.study_result(s, query, base) for s in found], more)
 
     def series(request: Request) -> Response:
         media, query = _media(request), _query(request, svc, qido.Level.SERIES)
@@ -58,7 +59,7 @@ def routes(svc: Services) -> list[Route]:
         if not found:
             study_or_404(study)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [qido.series_result(s, query, base) for s in found], more)
+        return respond(request, query, media, [results.series_result(s, query, base) for s in found], more)
 
     def instances(request: Request) -> Response:
         media, query = _media(request), _query(request, svc, qido.Level.INSTANCE)
@@ -68,7 +69,7 @@ def routes(svc: Services) -> list[Route]:
         if not found:
             study_or_404(study)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [qido.instance_result(i, query, base) for i in found], more)
+        return respond(request, query, media, [results.instance_result(i, query, base) for i in found], more)
 
     return [
         Route("/studies", studies, methods=["GET"]),

@@ -9,9 +9,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import dicom_xml, stow
 from ..errors import BadRequest
-from ..media import DICOM_XML, negotiate_store_response, parse_media_type
+from ..formats import dicom_xml
+from ..formats.media import DICOM_XML, negotiate_store_response, parse_media_type
+from ..store import stow
 from .http import base_url, json_response, path_uid, warning_header
 from .services import Services
 

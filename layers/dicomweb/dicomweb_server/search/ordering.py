@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import dicom_json as dj
-from .records import SeriesSummary, StoredInstance, StudySummary
+from ..formats import dicom_json as dj
+from ..records import SeriesSummary, StoredInstance, StudySummary
 
 
 def _number(attrs: dj.DicomJson, key: str) -> float:

@@ -13,7 +13,7 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 DicomJson = dict[str, Any]
 

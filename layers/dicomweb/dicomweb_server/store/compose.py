@@ -21,11 +21,11 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from . import dicom_xml, jpeg
-from .errors import BadRequest
+from ..errors import BadRequest
+from ..formats import dicom_xml, jpeg
+from ..formats.media import DICOM_JSON, DICOM_XML, JPEG_TYPES, OCTET_STREAM
+from ..formats.multipart import Part
 from .ingest import InvalidInstance, Reason
-from .media import DICOM_JSON, DICOM_XML, JPEG_TYPES, OCTET_STREAM
-from .multipart import Part
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _BULK_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}

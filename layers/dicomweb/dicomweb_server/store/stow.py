@@ -10,15 +10,15 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from . import dicom_json as dj
-from . import multipart
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..formats import dicom_json as dj
+from ..formats import multipart
+from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, MediaType
+from ..logsafe import exception_summary
+from ..ports import BlobStore, MetadataIndex
+from ..records import DicomJson
 from .compose import compose
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from .ingest import InvalidInstance, Reason, ingest
-from .logsafe import exception_summary
-from .media import DICOM, DICOM_JSON, DICOM_XML, MediaType
-from .ports import BlobStore, MetadataIndex
-from .records import DicomJson
 
 log = logging.getLogger("dicomweb.stow")
 

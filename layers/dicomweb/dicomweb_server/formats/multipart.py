@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import BadRequest
+from ..errors import BadRequest
 from .media import MULTIPART_RELATED, MediaType, parse_media_type
 
 

@@ -15,7 +15,7 @@ from xml.etree import ElementTree as ET
 from defusedxml import ElementTree as SafeET
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
-from .errors import BadRequest
+from ..errors import BadRequest
 
 NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 DicomJson = dict[str, Any]

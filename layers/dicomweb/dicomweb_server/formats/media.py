@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import BadRequest, NotAcceptable
+from ..errors import BadRequest, NotAcceptable
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .ingest import INCOMING_PREFIX, REJECTED_PREFIX, InvalidInstance, Stored, ingest
-from .ports import BlobNotFound, BlobStore, MetadataIndex
+from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
+from ..ports import BlobNotFound, BlobStore, MetadataIndex
+from .ingest import InvalidInstance, Stored, ingest
 
 
 class DropOutcome(Enum):

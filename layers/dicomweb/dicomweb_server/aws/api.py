@@ -1,42 +1,21 @@
-"""The Lambda side of the HTTP layer: the only module that knows about Mangum and the Lambda context.
+"""The API Gateway entry: the only module that knows about Mangum and the Lambda proxy event.
 
 ``functions/<name>/app.py`` calls ``api_handler("search")`` (etc.) once at cold start.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 
 from ..settings import Settings
-from .app import create_app
+from ..web.app import create_app
+from .runtime import aws_ports, logger, metrics
 
 TEXT_TYPES = ["application/json", "application/dicom+json", "application/dicom+xml", "text/", "application/xml"]
-
-logger = Logger()
-metrics = Metrics()
-copy_config_to_registered_loggers(source_logger=logger, include={"dicomweb"})
-logging.getLogger("dicomweb").setLevel(logger.log_level)
-
-
-def aws_ports(settings: Settings) -> tuple[Any, Any]:
-    """The S3 blob store and DynamoDB index, with boto3 clients built once per cold start."""
-    import boto3
-
-    from ..adapters.dynamodb import DynamoDbIndex
-    from ..adapters.s3 import S3BlobStore
-
-    session = boto3.session.Session()
-    return (
-        DynamoDbIndex(session.client("dynamodb"), settings.table_name),
-        S3BlobStore(session.client("s3"), settings.bucket_name),
-    )
 
 
 def api_key_provider(settings: Settings) -> Callable[[], str | None]:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pydicom import dcmread
 from pydicom.uid import UID, JPEGBaseline8Bit
 
-from . import dicom_json, multipart, pixels
-from .errors import NotAcceptable, NotFound, PayloadTooLarge
-from .ingest import instance_key, parse_part10
-from .media import DICOM, JPEG_TYPES, MULTIPART_RELATED, MediaType, negotiate_dicom_model, parse_accept
-from .ports import BlobStore
-from .records import DicomJson, StoredInstance
+from ..blobs.keys import instance_key
+from ..errors import NotAcceptable, NotFound, PayloadTooLarge
+from ..formats import dicom_json, multipart
+from ..formats.media import DICOM, JPEG_TYPES, MULTIPART_RELATED, MediaType, negotiate_dicom_model, parse_accept
+from ..ports import BlobStore
+from ..records import DicomJson, StoredInstance
+from ..store.ingest import parse_part10
+from . import render as pixels
 
 #: Multipart framing per part (boundary line and headers), for size planning.
 _PART_OVERHEAD = 200

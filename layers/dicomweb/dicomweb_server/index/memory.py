@@ -1,37 +1,15 @@
-"""In-memory implementations of the ports, for unit tests and ``make dev``. Thread-safe."""
+"""An in-memory ``MetadataIndex`` for unit tests and ``make dev``. Thread-safe."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 
-from .. import qido
-from ..ordering import instance_order, series_order, study_order
-from ..ports import AddOutcome, BlobNotFound
+from ..ports import AddOutcome
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
-
-
-class MemoryBlobStore:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
-        with self._lock:
-            self.objects[key] = bytes(data)
-
-    def get(self, key: str) -> bytes:
-        try:
-            return self.objects[key]
-        except KeyError:
-            raise BlobNotFound(key) from None
-
-    def copy(self, source_key: str, target_key: str) -> None:
-        self.put(target_key, self.get(source_key))
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self.objects.pop(key, None)
+from ..search import results
+from ..search.ordering import instance_order, series_order, study_order
+from ..search.query import Query
 
 
 @dataclass
@@ -85,16 +63,16 @@ class MemoryIndex:
         study = self.studies.get(study_uid)
         return self._summary(study_uid, study) if study else None
 
-    def search_studies(self, query: qido.Query) -> tuple[list[StudySummary], bool]:
+    def search_studies(self, query: Query) -> tuple[list[StudySummary], bool]:
         found = [
             s
             for uid, st in list(self.studies.items())
-            if query.matches(qido.study_attrs_with_aggregates(s := self._summary(uid, st)))
+            if query.matches(results.study_attrs_with_aggregates(s := self._summary(uid, st)))
         ]
         found.sort(key=study_order, reverse=True)
-        return qido.page(found, query)
+        return results.page(found, query)
 
-    def search_series(self, study_uid: str, query: qido.Query) -> tuple[list[SeriesSummary], bool]:
+    def search_series(self, study_uid: str, query: Query) -> tuple[list[SeriesSummary], bool]:
         study = self.studies.get(study_uid)
         if study is None:
             return [], False
@@ -105,17 +83,19 @@ class MemoryIndex:
             s
             for uid, attrs in study.series.items()
             if query.matches(
-                qido.series_attrs_with_aggregates(s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0)))
+                results.series_attrs_with_aggregates(
+                    s := SeriesSummary(study_uid, uid, dict(attrs), counts.get(uid, 0))
+                )
             )
         ]
         found.sort(key=series_order)
-        return qido.page(found, query)
+        return results.page(found, query)
 
     def search_instances(
-        self, study_uid: str, series_uid: str | None, query: qido.Query
+        self, study_uid: str, series_uid: str | None, query: Query
     ) -> tuple[list[StoredInstance], bool]:
-        found = [i for i in self.list_instances(study_uid, series_uid) if query.matches(qido.instance_attrs(i))]
-        return qido.page(found, query)
+        found = [i for i in self.list_instances(study_uid, series_uid) if query.matches(results.instance_attrs(i))]
+        return results.page(found, query)
 
     def list_instances(
         self,

@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID, JPEGBaseline8Bit
 
-from .errors import BadRequest, NotAcceptable, NotFound
+from ..errors import BadRequest, NotAcceptable, NotFound
 
 RENDERED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 

@@ -9,9 +9,9 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from ..drop import index_dropped
 from ..settings import Settings
-from .lambda_entry import aws_ports, logger, metrics
+from ..store.drop import index_dropped
+from .runtime import aws_ports, logger, metrics
 
 
 def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

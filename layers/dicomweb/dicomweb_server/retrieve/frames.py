@@ -12,9 +12,10 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from . import multipart, pixels
-from .errors import BadRequest, NotAcceptable
-from .media import JPEG_TYPES, MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_accept
+from ..errors import BadRequest, NotAcceptable
+from ..formats import multipart
+from ..formats.media import JPEG_TYPES, MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_accept
+from . import render as pixels
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,12 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .. import dicom_json as dj
-from .. import qido
-from ..ordering import instance_order, series_order, study_order, study_sort_text
+from ..formats import dicom_json as dj
 from ..ports import AddOutcome
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+from ..search import results
+from ..search.ordering import instance_order, series_order, study_order, study_sort_text
+from ..search.query import Query, normalize_pn
 
 _ser = TypeSerializer()
 _des = TypeDeserializer()
@@ -65,8 +66,8 @@ def postings(record: InstanceRecord) -> list[tuple[str, str]]:
     study, uid = record.study, record.study_uid
     keys = [("X#DT", f"{study_sort_text(study)}#{uid}")]
     names = dj.text_values(study, "00100010")
-    if names and qido.normalize_pn(names[0]):
-        keys.append(("X#PN", f"{qido.normalize_pn(names[0])}#{uid}"))
+    if names and normalize_pn(names[0]):
+        keys.append(("X#PN", f"{normalize_pn(names[0])}#{uid}"))
     for tag, prefix in (("00100020", "X#PID#"), ("00080050", "X#ACC#")):
         value = str(dj.first(study, tag, "") or "").strip()
         if value:
@@ -266,7 +267,7 @@ class DynamoDbIndex:
                 break
         return uids
 
-    def _driving_candidates(self, query: qido.Query) -> list[str] | None:
+    def _driving_candidates(self, query: Query) -> list[str] | None:
         """Study UIDs from the most selective posting list, or None to walk the date postings."""
         p = query.predicate("StudyInstanceUID")
         if p:
@@ -286,12 +287,12 @@ class DynamoDbIndex:
             return list(found)
         return None
 
-    def search_studies(self, query: qido.Query) -> tuple[list[StudySummary], bool]:
+    def search_studies(self, query: Query) -> tuple[list[StudySummary], bool]:
         candidates = self._driving_candidates(query)
         if candidates is not None:
-            found = [s for s in self._hydrate(candidates) if query.matches(qido.study_attrs_with_aggregates(s))]
+            found = [s for s in self._hydrate(candidates) if query.matches(results.study_attrs_with_aggregates(s))]
             found.sort(key=study_order, reverse=True)
-            return qido.page(found, query)
+            return results.page(found, query)
         # Walk the date postings newest first, stopping once the page (+1) is full.
         cond, values = "pk = :pk", _values(pk="X#DT")
         p = query.predicate("StudyDate")
@@ -315,14 +316,14 @@ class DynamoDbIndex:
         for item in postings_iter:
             batch.append(item["study"])
             if len(batch) >= min(100, wanted - len(matched)):
-                matched.extend(s for s in self._hydrate(batch) if query.matches(qido.study_attrs_with_aggregates(s)))
+                matched.extend(s for s in self._hydrate(batch) if query.matches(results.study_attrs_with_aggregates(s)))
                 batch = []
                 if len(matched) >= wanted:
                     break
         if batch and len(matched) < wanted:
-            matched.extend(s for s in self._hydrate(batch) if query.matches(qido.study_attrs_with_aggregates(s)))
+            matched.extend(s for s in self._hydrate(batch) if query.matches(results.study_attrs_with_aggregates(s)))
         matched.sort(key=study_order, reverse=True)
-        return qido.page(matched, query)
+        return results.page(matched, query)
 
     def _series_items(self, study_uid: str) -> dict[str, dict[str, Any]]:
         return {
@@ -333,14 +334,14 @@ class DynamoDbIndex:
             )
         }
 
-    def search_series(self, study_uid: str, query: qido.Query) -> tuple[list[SeriesSummary], bool]:
+    def search_series(self, study_uid: str, query: Query) -> tuple[list[SeriesSummary], bool]:
         found = []
         for uid, item in self._series_items(study_uid).items():
             summary = SeriesSummary(study_uid, uid, json.loads(item["attrs"]), int(item.get("n_inst", 0)))
-            if query.matches(qido.series_attrs_with_aggregates(summary)):
+            if query.matches(results.series_attrs_with_aggregates(summary)):
                 found.append(summary)
         found.sort(key=series_order)
-        return qido.page(found, query)
+        return results.page(found, query)
 
     def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None, with_metadata: bool
@@ -388,14 +389,14 @@ class DynamoDbIndex:
         return sorted(out, key=instance_order)
 
     def search_instances(
-        self, study_uid: str, series_uid: str | None, query: qido.Query
+        self, study_uid: str, series_uid: str | None, query: Query
     ) -> tuple[list[StoredInstance], bool]:
         found = [
             i
             for i in self._instances(study_uid, series_uid, None, with_metadata=False)
-            if query.matches(qido.instance_attrs(i))
+            if query.matches(results.instance_attrs(i))
         ]
-        return qido.page(found, query)
+        return results.page(found, query)
 
     def list_instances(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, with_metadata: bool = False

@@ -1,8 +1,7 @@
 """The one indexing code path, shared by STOW-RS and S3-drop: parse a Part-10 object, check it,
 put it at its canonical key and index it, never leaving an object without its index entry.
 
-S3 key layout: ``studies/{study}/series/{series}/instances/{sop}.dcm`` (canonical, immutable per
-content), ``incoming/...`` (S3 drop, indexed then removed), ``rejected/...`` (drops that failed).
+Where the object goes in the bucket is ``blobs.keys``.
 """
 
 from __future__ import annotations
@@ -19,19 +18,18 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from . import dicom_json
-from .ports import AddOutcome, BlobStore, MetadataIndex
-from .records import (
+from ..blobs.keys import instance_key
+from ..formats import dicom_json
+from ..ports import AddOutcome, BlobStore, MetadataIndex
+from ..records import (
     INSTANCE_KEYWORDS,
     SERIES_KEYWORDS,
     STUDY_KEYWORDS,
     InstanceRecord,
     select,
 )
-from .uids import is_valid_uid
+from ..uids import is_valid_uid
 
-INCOMING_PREFIX = "incoming/"
-REJECTED_PREFIX = "rejected/"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
@@ -58,10 +56,6 @@ class InvalidInstance(Exception):
         self.message = message
         self.sop_class_uid = sop_class_uid
         self.sop_uid = sop_uid
-
-
-def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
-    return f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}.dcm"
 
 
 def parse_part10(data: bytes) -> Dataset:

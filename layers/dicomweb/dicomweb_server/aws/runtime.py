@@ -1,0 +1,29 @@
+"""What every Lambda function builds once per cold start: powertools' logger and metrics, and the
+storage ports on boto3 clients. Imports no web module, so the indexer stays free of Starlette."""
+
+from __future__ import annotations
+
+import logging
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+from ..blobs.s3 import S3BlobStore
+from ..index.dynamodb import DynamoDbIndex
+from ..settings import Settings
+
+logger = Logger()
+metrics = Metrics()
+copy_config_to_registered_loggers(source_logger=logger, include={"dicomweb"})
+logging.getLogger("dicomweb").setLevel(logger.log_level)
+
+
+def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
+    """The DynamoDB index and the S3 blob store, with boto3 clients built once per cold start."""
+    import boto3
+
+    session = boto3.session.Session()
+    return (
+        DynamoDbIndex(session.client("dynamodb"), settings.table_name),
+        S3BlobStore(session.client("s3"), settings.bucket_name),
+    )
