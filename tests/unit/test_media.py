@@ -8,10 +8,10 @@ from dicomweb_server.formats.media import (
     DICOM_XML,
     JSON,
     negotiate_dicom_model,
-    negotiate_store_response,
     parse_accept,
     parse_media_type,
 )
+from dicomweb_server.store.stow import negotiate_store_response
 
 
 def test_content_type_with_quoted_and_token_parameters():

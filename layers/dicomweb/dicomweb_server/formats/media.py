@@ -1,7 +1,8 @@
 """Media types: parsing Content-Type and Accept (RFC 9110 §8.3, §12.5.1) for DICOMweb (PS3.18 §8.7).
 
-Only parsing and matching live here; which representations a resource offers is decided by the
-service modules (``qido``, ``wado``, ``stow``).
+Parsing and matching live here, with the one negotiation shared by search results and metadata
+(``negotiate_dicom_model``); which representations a retrieve resource offers is
+``retrieve.negotiation``, the Store Instances Response's is ``store.stow``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ MULTIPART_RELATED = "multipart/related"
 OCTET_STREAM = "application/octet-stream"
 #: Spellings of JPEG seen in Accept headers and parts; ``image/dicom+jpeg`` is not standard but in use.
 JPEG_TYPES = frozenset({"image/jpeg", "image/dicom+jpeg", "image/jpg", "image/pjpeg"})
+#: Rendered image types (PS3.18 §8.7.4) and their Pillow format names.
+RENDERED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 
 
 @dataclass(frozen=True)
@@ -135,22 +138,6 @@ def parse_accept(header: str | None) -> list[MediaType]:
     ranges = [parse_media_type(p, header="Accept") for p in _split_outside_quotes(header, ",") if p.strip()]
     ranges = [r for r in ranges if r.q > 0]
     return sorted(ranges, key=lambda r: -r.q)
-
-
-def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
-    """The Store Instances Response type: what the client accepts, preferring the request's own
-    metadata type (an XML request gets an XML answer unless it asks for JSON)."""
-    for r in parse_accept(accept):
-        if r.type in (DICOM_JSON, JSON, DICOM_XML):
-            return r.type
-        if r.type == "application/xml":
-            return DICOM_XML
-        if r.type in ("*/*", "application/*"):
-            return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
-    raise NotAcceptable(
-        f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
-        f"{DICOM_JSON}, {JSON} or {DICOM_XML}"
-    )
 
 
 def negotiate_dicom_model(accept: str | None, what: str) -> str:

@@ -1,65 +1,78 @@
-"""WADO-RS frames and rendered resources (PS3.18 §10.4.1.1.3, §8.3.5.1), and their media negotiation.
-
-``image/dicom+jpeg`` (seen in the wild, not in the standard) is served as ``image/jpeg``.
-"""
+"""WADO-RS frames (PS3.18 §10.4.1.1.3): finding a frame's bytes in an instance, as stored, decoded
+to Explicit VR Little Endian, or as JPEG."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.encaps import generate_frames
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from ..errors import BadRequest, NotAcceptable
+from ..errors import BadRequest, NotAcceptable, NotFound
 from ..formats import multipart
-from ..formats.media import JPEG_TYPES, MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_accept
-from . import render as pixels
+from ..formats.media import OCTET_STREAM, MediaType
+from . import render
+from .negotiation import FrameFormat
 
 
-@dataclass(frozen=True)
-class FrameFormat:
-    """What a frames request wants: ``jpeg`` (rendered or passed through) or ``octet`` (pixel bytes);
-    for octet, the transfer syntax (None = as stored, ``*``), and whether the body is multipart."""
-
-    kind: str
-    transfer_syntax: str | None
-    multipart: bool
+def frame_count(ds: Dataset) -> int:
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
-def _octet_syntax(r: MediaType) -> str | None:
-    """The transfer syntax asked for: ``*`` means as stored (None); absent means Explicit VR Little
-    Endian, the default of application/octet-stream (PS3.18 Table 8.7.3-5)."""
-    ts = r.param("transfer-syntax")
-    if ts == "*":
-        return None
-    return ts or ExplicitVRLittleEndian
+def parse_frame_list(text: str, count: int) -> list[int]:
+    """``1,3,5`` → [1, 3, 5]; each frame number must exist (1-based)."""
+    frames: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit() or int(item) < 1:
+            raise BadRequest(f"frame list {text!r}: {item!r} is not a frame number (1, 2, ...)")
+        number = int(item)
+        if number > count:
+            raise NotFound(f"frame {number} does not exist; the instance has {count} frame{'s' * (count != 1)}")
+        frames.append(number)
+    return frames
 
 
-def negotiate_frames(accept: str | None, single_frame: bool) -> FrameFormat:
-    for r in parse_accept(accept):
-        if r.type == MULTIPART_RELATED:
-            part = (r.param("type") or OCTET_STREAM).lower()
-            if part in JPEG_TYPES or part == "image/*":
-                return FrameFormat("jpeg", JPEGBaseline8Bit, True)
-            if part in (OCTET_STREAM, "application/*"):
-                return FrameFormat("octet", _octet_syntax(r), True)
-            if part == "*/*":
-                return FrameFormat("octet", None, True)
-        elif r.type in JPEG_TYPES and single_frame:
-            return FrameFormat("jpeg", JPEGBaseline8Bit, False)
-        elif r.type == OCTET_STREAM and single_frame:
-            return FrameFormat("octet", _octet_syntax(r), False)
-        elif r.type == "image/*":
-            return FrameFormat("jpeg", JPEGBaseline8Bit, True)
-        elif r.type in ("*/*", "application/*"):
-            return FrameFormat("octet", None, True)
-    raise NotAcceptable(
-        f"cannot satisfy Accept: {accept}; frames are available as "
-        'multipart/related; type="application/octet-stream" (transfer-syntax=* for the stored encoding) '
-        'or multipart/related; type="image/jpeg"'
-    )
+def has_pixels(ds: Dataset) -> bool:
+    return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+
+
+def require_pixels(ds: Dataset) -> None:
+    if "PixelData" not in ds:
+        raise NotAcceptable("the instance has no pixel data; it cannot be returned as frames or images")
+
+
+def stored_frame(ds: Dataset, number: int) -> bytes:
+    """The bytes of frame ``number`` (1-based) as stored: a native slice or the encapsulated frame."""
+    require_pixels(ds)
+    ts = str(ds.file_meta.TransferSyntaxUID)
+    data: bytes = ds.PixelData
+    count = frame_count(ds)
+    if not UID(ts).is_compressed:
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1))
+        pixels = int(ds.Rows) * int(ds.Columns) * samples
+        if bits == 1:
+            raise NotAcceptable("single-bit frames cannot be returned separately")
+        size = pixels * bits // 8
+        return data[(number - 1) * size : number * size]
+    for index, frame in enumerate(generate_frames(data, number_of_frames=count), start=1):
+        if index == number:
+            # Fragments are padded to an even length; a JPEG ends at its EOI marker.
+            return frame[:-1] if frame.endswith(b"\xff\xd9\x00") else frame
+    raise NotFound(f"frame {number} is not in the encapsulated pixel data")
+
+
+def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
+    """A JPEG for frame ``number``: the stored bitstream when it is JPEG Baseline, else rendered."""
+    if str(ds.file_meta.TransferSyntaxUID) == JPEGBaseline8Bit:
+        return stored_frame(ds, number)
+    return render.render(ds, number, "image/jpeg")
 
 
 def _native_bytes(ds: Dataset, number: int) -> bytes:
@@ -77,19 +90,19 @@ def _native_bytes(ds: Dataset, number: int) -> bytes:
 def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str) -> list[tuple[bytes, dict[str, str]]]:
     """Each requested frame as (payload, part headers)."""
     ds = dcmread(io.BytesIO(data))
-    pixels.require_pixels(ds)
+    require_pixels(ds)
     stored_ts = str(ds.file_meta.TransferSyntaxUID)
     out: list[tuple[bytes, dict[str, str]]] = []
     for n in numbers:
         if fmt.kind == "jpeg":
             payload, ctype = (
-                pixels.frame_as_jpeg(ds, n),
+                frame_as_jpeg(ds, n),
                 MediaType("image/jpeg", {"transfer-syntax": JPEGBaseline8Bit}),
             )
         elif fmt.transfer_syntax is None or fmt.transfer_syntax == stored_ts:
-            payload, ctype = pixels.stored_frame(ds, n), MediaType(OCTET_STREAM, {"transfer-syntax": stored_ts})
+            payload, ctype = stored_frame(ds, n), MediaType(OCTET_STREAM, {"transfer-syntax": stored_ts})
         elif fmt.transfer_syntax == ExplicitVRLittleEndian:
-            payload = pixels.stored_frame(ds, n) if stored_ts in ("1.2.840.10008.1.2",) else _native_bytes(ds, n)
+            payload = stored_frame(ds, n) if stored_ts in ("1.2.840.10008.1.2",) else _native_bytes(ds, n)
             ctype = MediaType(OCTET_STREAM, {"transfer-syntax": fmt.transfer_syntax})
         else:
             raise NotAcceptable(
@@ -110,40 +123,3 @@ def render_frames_body(
     part_type = "image/jpeg" if fmt.kind == "jpeg" else OCTET_STREAM
     params = {"transfer-syntax": fmt.transfer_syntax} if fmt.kind == "octet" and fmt.transfer_syntax else None
     return multipart.encode(parts, part_type, boundary=boundary, params=params)
-
-
-def negotiate_rendered(accept: str | None, explicit: str | None = None) -> str:
-    """The image type for a rendered resource: image/jpeg unless the client prefers png or gif."""
-    if explicit:
-        wanted = explicit.strip().lower()
-        if wanted in JPEG_TYPES:
-            return "image/jpeg"
-        if wanted in pixels.RENDERED_TYPES:
-            return wanted
-        raise NotAcceptable(f"cannot render as {explicit}; available: {', '.join(pixels.RENDERED_TYPES)}")
-    for r in parse_accept(accept):
-        if r.type in JPEG_TYPES:
-            return "image/jpeg"
-        if r.type in pixels.RENDERED_TYPES:
-            return r.type
-        if r.type in ("*/*", "image/*"):
-            return "image/jpeg"
-    raise NotAcceptable(
-        f"cannot satisfy Accept: {accept}; rendered images are available as {', '.join(pixels.RENDERED_TYPES)}"
-    )
-
-
-def parse_window(text: str | None) -> pixels.Window | None:
-    """``window=center,width[,function]`` (PS3.18 §8.3.5.1.4); only the linear function."""
-    if not text:
-        return None
-    items = [t.strip() for t in text.split(",")]
-    try:
-        center, width = float(items[0]), float(items[1])
-    except (IndexError, ValueError):
-        raise BadRequest(f"window={text!r}: expected center,width[,linear]") from None
-    if len(items) > 2 and items[2].lower() not in ("linear", "linear_exact"):
-        raise BadRequest(f"window function {items[2]!r} is not supported (use linear)")
-    if width < 1:
-        raise BadRequest("window width must be at least 1")
-    return pixels.Window(center, width)

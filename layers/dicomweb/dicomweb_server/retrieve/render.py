@@ -1,11 +1,11 @@
-"""Frames and rendered images: the stored bytes of a frame, and a frame rendered for display as
-JPEG or PNG (PS3.18 §8.3.5 and §10.4.1.1.3 rendered resources, §9 WADO-URI).
+"""Rendering a frame for display as JPEG, PNG or GIF (PS3.18 §8.3.5 rendered resources, §9 WADO-URI),
+and the presentation parameters that steer it (window, viewport, quality).
 
 Rendering follows PS3.3 §C.11.2.1.2: the Modality LUT (rescale slope/intercept), then a linear
 VOI window (the request's, else the dataset's first window, else the frame's own pixel range) to
 8 bits; MONOCHROME1 is inverted so that it displays as stored; color images stay color (YBR is
-converted to RGB by pydicom). Pixel codecs (numpy, Pillow, pylibjpeg) are imported only here, so
-the search and store functions never load them.
+converted to RGB by pydicom). Pixel codecs (numpy, Pillow, pylibjpeg) are imported inside the
+functions, so the search and store functions never load them.
 """
 
 from __future__ import annotations
@@ -16,69 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
-from pydicom.uid import UID, JPEGBaseline8Bit
 
-from ..errors import BadRequest, NotAcceptable, NotFound
-
-RENDERED_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
+from ..errors import BadRequest, NotAcceptable
+from ..formats.media import RENDERED_TYPES
 
 
 @dataclass(frozen=True)
 class Window:
     center: float
     width: float
-
-
-def frame_count(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
-    except (TypeError, ValueError):
-        return 1
-
-
-def parse_frame_list(text: str, count: int) -> list[int]:
-    """``1,3,5`` → [1, 3, 5]; each frame number must exist (1-based)."""
-    frames: list[int] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or int(item) < 1:
-            raise BadRequest(f"frame list {text!r}: {item!r} is not a frame number (1, 2, ...)")
-        number = int(item)
-        if number > count:
-            raise NotFound(f"frame {number} does not exist; the instance has {count} frame{'s' * (count != 1)}")
-        frames.append(number)
-    return frames
-
-
-def has_pixels(ds: Dataset) -> bool:
-    return "PixelData" in ds or "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
-
-
-def require_pixels(ds: Dataset) -> None:
-    if "PixelData" not in ds:
-        raise NotAcceptable("the instance has no pixel data; it cannot be returned as frames or images")
-
-
-def stored_frame(ds: Dataset, number: int) -> bytes:
-    """The bytes of frame ``number`` (1-based) as stored: a native slice or the encapsulated frame."""
-    require_pixels(ds)
-    ts = str(ds.file_meta.TransferSyntaxUID)
-    data: bytes = ds.PixelData
-    count = frame_count(ds)
-    if not UID(ts).is_compressed:
-        bits = int(ds.BitsAllocated)
-        samples = int(ds.get("SamplesPerPixel", 1))
-        pixels = int(ds.Rows) * int(ds.Columns) * samples
-        if bits == 1:
-            raise NotAcceptable("single-bit frames cannot be returned separately")
-        size = pixels * bits // 8
-        return data[(number - 1) * size : number * size]
-    for index, frame in enumerate(generate_frames(data, number_of_frames=count), start=1):
-        if index == number:
-            # Fragments are padded to an even length; a JPEG ends at its EOI marker.
-            return frame[:-1] if frame.endswith(b"\xff\xd9\x00") else frame
-    raise NotFound(f"frame {number} is not in the encapsulated pixel data")
 
 
 def _first(value: Any) -> float | None:
@@ -166,14 +112,44 @@ def render(
     size: tuple[int, int] | None = None,
 ) -> bytes:
     """Frame ``number`` (1-based) rendered as ``media_type`` (image/jpeg, image/png, image/gif)."""
-    require_pixels(ds)
+    if "PixelData" not in ds:
+        raise NotAcceptable("the instance has no pixel data; it cannot be returned as frames or images")
     if media_type not in RENDERED_TYPES:
         raise NotAcceptable(f"cannot render as {media_type}; available: {', '.join(RENDERED_TYPES)}")
     return encode_image(to_8bit(ds, _frame_array(ds, number), window), media_type, quality, size)
 
 
-def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
-    """A JPEG for frame ``number``: the stored bitstream when it is JPEG Baseline, else rendered."""
-    if str(ds.file_meta.TransferSyntaxUID) == JPEGBaseline8Bit:
-        return stored_frame(ds, number)
-    return render(ds, number, "image/jpeg")
+def parse_window(text: str | None) -> Window | None:
+    """``window=center,width[,function]`` (PS3.18 §8.3.5.1.4); only the linear function."""
+    if not text:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    try:
+        center, width = float(items[0]), float(items[1])
+    except (IndexError, ValueError):
+        raise BadRequest(f"window={text!r}: expected center,width[,linear]") from None
+    if len(items) > 2 and items[2].lower() not in ("linear", "linear_exact"):
+        raise BadRequest(f"window function {items[2]!r} is not supported (use linear)")
+    if width < 1:
+        raise BadRequest("window width must be at least 1")
+    return Window(center, width)
+
+
+def parse_viewport(text: str | None) -> tuple[int, int] | None:
+    """``viewport=width,height`` (PS3.18 §8.3.5.1.3): the largest size the image is scaled to fit."""
+    if not text:
+        return None
+    try:
+        w, h = (int(v) for v in text.split(",")[:2])
+    except ValueError:
+        raise BadRequest(f"viewport={text!r}: expected width,height") from None
+    return (w, h)
+
+
+def positive_int(value: str | None, name: str) -> int | None:
+    """A request parameter that must be a whole number of at least 1 (None when absent)."""
+    if value is None or value == "":
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise BadRequest(f"{name}={value!r} must be a positive whole number")
+    return int(value)

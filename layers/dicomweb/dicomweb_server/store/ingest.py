@@ -80,7 +80,11 @@ def parse_part10(data: bytes) -> Dataset:
             )
     tags = list(ds.keys())
     if tags:
-        last = ds.get_item(tags[-1])
+        try:
+            last = ds.get_item(tags[-1])
+        except (NotImplementedError, ValueError, TypeError, KeyError, IndexError) as exc:
+            # pydicom reads elements lazily: a corrupt VR or length surfaces here
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
         if isinstance(last, RawDataElement) and last.value is not None:
             where = f"({last.tag.group:04X},{last.tag.element:04X})"
             undefined = last.length == 0xFFFFFFFF

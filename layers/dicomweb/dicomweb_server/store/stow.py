@@ -10,10 +10,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
 from ..formats import dicom_json as dj
 from ..formats import multipart
-from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, MediaType
+from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, JSON, MediaType, parse_accept
 from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
@@ -67,6 +67,22 @@ def check_request_type(content_type: MediaType) -> str:
             f'"{DICOM}", "{DICOM_XML}" or "{DICOM_JSON}"'
         )
     return part_type
+
+
+def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
+    """The Store Instances Response type: what the client accepts, preferring the request's own
+    metadata type (an XML request gets an XML answer unless it asks for JSON)."""
+    for r in parse_accept(accept):
+        if r.type in (DICOM_JSON, JSON, DICOM_XML):
+            return r.type
+        if r.type == "application/xml":
+            return DICOM_XML
+        if r.type in ("*/*", "application/*"):
+            return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
+    raise NotAcceptable(
+        f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
+        f"{DICOM_JSON}, {JSON} or {DICOM_XML}"
+    )
 
 
 def store(

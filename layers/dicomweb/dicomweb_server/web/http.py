@@ -8,7 +8,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import PayloadTooLarge
 from ..settings import Settings
 from ..uids import validate_uid
 
@@ -59,31 +58,14 @@ def json_response(
     return Response(payload, status_code=status, media_type=media_type, headers=headers)
 
 
-def dicom_model_response(
-    datasets: list[Any],
-    media: str,
-    headers: dict[str, str] | None = None,
-    *,
-    max_bytes: int | None = None,
-    too_large_hint: str = "",
-) -> Response:
-    """A list of datasets as a JSON array, or as multipart/related XML parts (PS3.18 §8.7.3.2).
-
-    Above ``max_bytes`` the answer is a 413 (Lambda cannot return it) with ``too_large_hint``.
-    """
+def dicom_model_response(datasets: list[Any], media: str, headers: dict[str, str] | None = None) -> Response:
+    """A list of datasets as a JSON array, or as multipart/related XML parts (PS3.18 §8.7.3.2)."""
     if media == "application/dicom+xml":
         from ..formats import dicom_xml, multipart
 
         body, content_type = multipart.encode(dicom_xml.to_xml_multipart_parts(datasets), "application/dicom+xml")
-        response = Response(body, headers={**(headers or {}), "Content-Type": content_type})
-    else:
-        response = json_response(datasets, media_type=media, headers=headers)
-    if max_bytes is not None and len(response.body) > max_bytes:
-        raise PayloadTooLarge(
-            f"the answer is {len(response.body)} bytes, above this server's response limit of {max_bytes} bytes; "
-            + too_large_hint
-        )
-    return response
+        return Response(body, headers={**(headers or {}), "Content-Type": content_type})
+    return json_response(datasets, media_type=media, headers=headers)
 
 
 def warning_header(messages: list[str], request: Request) -> dict[str, str]:

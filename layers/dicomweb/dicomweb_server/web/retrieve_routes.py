@@ -6,9 +6,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import NotFound, PayloadTooLarge
+from ..errors import NotFound
 from ..records import StoredInstance
 from ..retrieve import instances as wado
+from ..retrieve import metadata as wado_metadata
+from ..retrieve import negotiation
+from ..retrieve import size_policy as policy
 from .http import base_url, dicom_model_response, path_uid
 from .services import Services
 
@@ -22,6 +25,8 @@ def _target(request: Request) -> tuple[str, str | None, str | None, str]:
 
 
 def routes(svc: Services) -> list[Route]:
+    limit = svc.settings.max_response_bytes
+
     def _instances(target: tuple[str, str | None, str | None, str], with_metadata: bool) -> list[StoredInstance]:
         study, series, sop, what = target
         found = svc.index.list_instances(study, series, sop, with_metadata=with_metadata)
@@ -32,31 +37,31 @@ def routes(svc: Services) -> list[Route]:
     def retrieve(request: Request) -> Response:
         target = _target(request)
         _, _, sop, what = target
-        fmt = wado.negotiate_instances(request.headers.get("accept"), single_allowed=sop is not None)
+        fmt = negotiation.negotiate_instances(request.headers.get("accept"), single_allowed=sop is not None)
         found = _instances(target, with_metadata=False)
         base = base_url(request, svc.settings)
+        answer = policy.instances_answer(found, what, base, as_jpeg=fmt.jpeg_frames)
+        if fmt.jpeg_frames:
+            size = policy.jpeg_frames_size(found)
+        else:
+            size = policy.instances_size(found if fmt.multipart else found[:1], fmt.transfer_syntax)
+        delivery = policy.decide(size, answer, limit)
         if fmt.jpeg_frames:
             body, content_type = wado.render_jpeg_frames(found, svc.blobs, base)
-            if len(body) > svc.settings.max_response_bytes:
-                raise PayloadTooLarge(
-                    f"the {what} as JPEG is {len(body)} bytes, above this server's response "
-                    f"limit of {svc.settings.max_response_bytes} bytes; retrieve its series "
-                    "or instances one by one"
-                )
         else:
-            wado.check_size(found, svc.settings.max_response_bytes, what, base)
             body, content_type = wado.render_instances(found, svc.blobs, fmt)
+        if delivery is policy.Delivery.MEASURE:
+            policy.check_measured(len(body), answer, limit)
         return Response(body, headers={"Content-Type": content_type})
 
     def metadata(request: Request) -> Response:
-        media = wado.negotiate_metadata(request.headers.get("accept"))
-        found = _instances(_target(request), with_metadata=True)
-        return dicom_model_response(
-            wado.metadata(found, svc.blobs),
-            media,
-            max_bytes=svc.settings.max_response_bytes,
-            too_large_hint="ask for the metadata of each series (or instance) instead",
-        )
+        target = _target(request)
+        media = negotiation.negotiate_metadata(request.headers.get("accept"))
+        found = _instances(target, with_metadata=True)
+        response = dicom_model_response(wado_metadata.metadata(found, svc.blobs), media)
+        answer = policy.metadata_answer(found, target[3], base_url(request, svc.settings))
+        policy.check_measured(len(response.body), answer, limit)
+        return response
 
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from ..errors import NotFound
 from ..formats.media import negotiate_dicom_model
+from ..retrieve import size_policy as policy
 from ..search import query as qido
 from ..search import results
 from .http import base_url, dicom_model_response, path_uid, warning_header
@@ -32,15 +33,11 @@ def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
 
 
 def routes(svc: Services) -> list[Route]:
-    def respond(request: Request, query: qido.Query, media: str, results: list[Any], more: bool) -> Response:
+    def respond(request: Request, query: qido.Query, media: str, found: list[Any], more: bool) -> Response:
         warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
-        return dicom_model_response(
-            results,
-            media,
-            headers=warning_header(warnings, request),
-            max_bytes=svc.settings.max_response_bytes,
-            too_large_hint="ask for fewer results with limit and offset",
-        )
+        response = dicom_model_response(found, media, headers=warning_header(warnings, request))
+        policy.check_measured(len(response.body), policy.search_answer(), svc.settings.max_response_bytes)
+        return response
 
     def study_or_404(study: str) -> None:
         if svc.index.get_study(study) is None:

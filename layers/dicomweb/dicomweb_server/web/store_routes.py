@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from ..errors import BadRequest
 from ..formats import dicom_xml
-from ..formats.media import DICOM_XML, negotiate_store_response, parse_media_type
+from ..formats.media import DICOM_XML, parse_media_type
 from ..store import stow
 from .http import base_url, json_response, path_uid, warning_header
 from .services import Services
@@ -27,7 +27,7 @@ def routes(svc: Services) -> list[Route]:
             raise BadRequest('Content-Type is missing; expected multipart/related; type="application/dicom"')
         ctype = parse_media_type(raw_type)
         part_type = stow.check_request_type(ctype)
-        media = negotiate_store_response(request.headers.get("accept"), part_type)
+        media = stow.negotiate_store_response(request.headers.get("accept"), part_type)
         length = request.headers.get("content-length")
         stow.require_body_size(int(length) if length and length.isdigit() else None, svc.settings.max_request_bytes)
         body = await request.body()

@@ -1,0 +1,162 @@
+"""The one large-response rule: every retrieve, metadata and search answer asks ``decide`` whether
+it may be sent, given its size (exact, or an upper bound known before any object is read), and is
+refused with a 413 whose hint names the smaller resources that fit the request.
+
+A buffered Lambda answer is at most 6 MB after base64 (about 4.4 MB of body), so the limit is a
+setting (``Settings.max_response_bytes``): local emulators enforce none, and tests use tiny ones.
+
+Sizes known before reading come from the index: stored object sizes for Part-10 answers, and for
+decoded output Rows × Columns × SamplesPerPixel × BitsAllocated/8 × frames (an upper bound for
+JPEG and other encoded output). An upper bound above the limit is no reason to refuse: the answer
+is built and ``decide`` is asked again with its exact size (``Delivery.MEASURE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import PayloadTooLarge
+from ..formats import dicom_json as dj
+from ..records import StoredInstance
+
+#: Multipart framing per part (boundary line and part headers).
+PART_OVERHEAD = 200
+#: Headers of a Part-10 object beyond its pixel data, in an upper bound for a transcoded instance.
+HEADER_ALLOWANCE = 64 * 1024
+
+
+class Delivery(Enum):
+    #: Send it as one body.
+    INLINE = "inline"
+    #: Only an upper bound is known and it is above the limit: build the answer, then decide again.
+    MEASURE = "measure"
+
+
+@dataclass(frozen=True)
+class Size:
+    """The size of an answer before it is sent: exact, or an upper bound."""
+
+    bytes: int
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What is about to be sent, in words, and how to ask for less of it."""
+
+    what: str
+    smaller: str
+
+
+def decide(size: Size, answer: Answer, limit: int) -> Delivery:
+    """INLINE when ``size`` fits ``limit``; MEASURE for an upper bound that does not; else a 413."""
+    if size.bytes <= limit:
+        return Delivery.INLINE
+    if not size.exact:
+        return Delivery.MEASURE
+    raise PayloadTooLarge(
+        f"the {answer.what} is {size.bytes} bytes, above this server's response limit of {limit} bytes; "
+        f"{answer.smaller}"
+    )
+
+
+def check_measured(length: int, answer: Answer, limit: int) -> None:
+    """The exact size of an answer already built (search results, metadata, rendered images)."""
+    decide(Size(length), answer, limit)
+
+
+# -- sizes known before reading ---------------------------------------------------------------
+
+
+def _int(attrs: dj.DicomJson, key: str, default: int) -> int:
+    try:
+        return int(dj.first(attrs, key, default) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+def decoded_frame_bytes(instance: StoredInstance, *, bits: int | None = None) -> int:
+    """Rows × Columns × SamplesPerPixel × bytes per sample of one decoded frame (0 without pixels).
+
+    ``bits`` overrides BitsAllocated (8 for rendered output)."""
+    rows, cols = _int(instance.attrs, "00280010", 0), _int(instance.attrs, "00280011", 0)
+    samples = _int(instance.attrs, "00280002", 1)
+    allocated = bits or _int(instance.attrs, "00280100", 16)
+    return rows * cols * samples * max(allocated, 8) // 8
+
+
+def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | None) -> Size:
+    """Part-10 answer: stored sizes (exact) unless transcoding, then an upper bound."""
+    exact = sum(i.size + PART_OVERHEAD for i in instances)
+    changed = [i for i in instances if transfer_syntax and transfer_syntax != i.transfer_syntax_uid]
+    if not changed:
+        return Size(exact)
+    bound = exact + sum(decoded_frame_bytes(i) * i.number_of_frames + HEADER_ALLOWANCE for i in changed)
+    return Size(bound, exact=False)
+
+
+def jpeg_frames_size(instances: Sequence[StoredInstance]) -> Size:
+    """Every frame as JPEG: at most the 8-bit decoded size of each frame (stored JPEG passes through)."""
+    total = 0
+    for i in instances:
+        per_frame = max(decoded_frame_bytes(i, bits=8), i.size // max(i.number_of_frames, 1))
+        total += (per_frame + PART_OVERHEAD) * i.number_of_frames
+    return Size(total, exact=False)
+
+
+def frames_size(instance: StoredInstance, count: int, *, native_exact: bool) -> Size:
+    """``count`` frames of one instance: exact for native pixel data, else an upper bound."""
+    decoded = decoded_frame_bytes(instance)
+    if native_exact:
+        return Size((decoded + PART_OVERHEAD) * count)
+    return Size(max(decoded, instance.size) * count + PART_OVERHEAD * count, exact=False)
+
+
+def rendered_size(instance: StoredInstance) -> Size:
+    """One rendered frame: at most its 8-bit decoded size, plus the image format's own headers."""
+    return Size(decoded_frame_bytes(instance, bits=8) * 3 + 4096, exact=False)
+
+
+# -- what to ask for instead --------------------------------------------------------------------
+
+
+def instances_answer(instances: Sequence[StoredInstance], level: str, base_url: str, as_jpeg: bool = False) -> Answer:
+    """A study, series or instance retrieve: name its series, instances or frames."""
+    first = instances[0]
+    study_url = f"{base_url}/studies/{first.study_uid}"
+    series = sorted({i.series_uid for i in instances})
+    what = f"{level} as JPEG" if as_jpeg else level
+    if len(series) > 1:
+        return Answer(what, f"retrieve its series one by one (for example {study_url}/series/{series[0]})")
+    instance_url = f"{study_url}/series/{first.series_uid}/instances/{first.sop_uid}"
+    if len(instances) > 1:
+        return Answer(what, f"retrieve its instances one by one (for example {instance_url})")
+    return Answer(what, f"retrieve its frames in smaller groups (for example {instance_url}/frames/1)")
+
+
+def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: str) -> Answer:
+    """Study, series or instance metadata: name the metadata of the level below."""
+    first = instances[0]
+    series_url = f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}"
+    instance_url = f"{series_url}/instances/{first.sop_uid}"
+    if level == "study" and len({i.series_uid for i in instances}) > 1:
+        hint = f"ask for the metadata of each series instead (for example {series_url}/metadata)"
+    elif len(instances) > 1:
+        hint = f"ask for the metadata of each instance instead (for example {instance_url}/metadata)"
+    else:
+        hint = f"retrieve the instance itself instead ({instance_url})"
+    return Answer(f"metadata of the {level}", hint)
+
+
+def frames_answer() -> Answer:
+    return Answer("frames answer", "ask for fewer frames per request")
+
+
+def rendered_answer() -> Answer:
+    return Answer("rendered image", "ask for a smaller viewport or a lower quality")
+
+
+def search_answer() -> Answer:
+    return Answer("search result", "ask for fewer results with limit and offset")
