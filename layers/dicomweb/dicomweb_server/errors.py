@@ -1,4 +1,7 @@
-"""One error vocabulary: every failure a client can cause is a ``DicomwebError`` with an HTTP status.
+"""One error vocabulary: every failure is a ``DicomwebError`` with an HTTP status: 4xx for what the
+client can fix, ``StorageError`` (500) and ``ServiceUnavailable`` (503 with Retry-After) for the
+backends, which the adapters raise instead of botocore's exceptions. ``web.errors`` maps them to
+HTTP in one place.
 
 STOW-RS per-instance failures are not exceptions: they are data (``stow.FailedInstance``).
 """
@@ -17,6 +20,10 @@ class DicomwebError(Exception):
         if status is not None:
             self.status = status
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that belong with this error (Allow, Retry-After)."""
+        return {}
+
 
 class BadRequest(DicomwebError):
     status = 400
@@ -32,6 +39,17 @@ class Forbidden(DicomwebError):
 
 class NotFound(DicomwebError):
     status = 404
+
+
+class MethodNotAllowed(DicomwebError):
+    status = 405
+
+    def __init__(self, message: str, *, allow: list[str]) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allow)}
 
 
 class NotAcceptable(DicomwebError):
@@ -50,5 +68,21 @@ class UnsupportedMediaType(DicomwebError):
     status = 415
 
 
-class StorageError(Exception):
-    """A backend (S3, DynamoDB) failed in a way the client did not cause: a 5xx, logged."""
+class StorageError(DicomwebError):
+    """A backend (S3, DynamoDB) failed in a way the client did not cause: a 500, logged by type."""
+
+    status = 500
+
+
+class ServiceUnavailable(StorageError):
+    """A backend is throttling, briefly unavailable or busy with conflicting writes: a 503 that
+    tells the client when to try again (``Retry-After``, in seconds)."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -1,19 +1,23 @@
-"""``BlobStore`` on Amazon S3 (any S3 API: AWS, ministack, LocalStack, moto)."""
+"""``BlobStore`` on Amazon S3 (any S3 API: AWS, ministack, LocalStack, moto).
+
+botocore's errors become the domain's (``cloud_errors``); only a missing key is handled here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from ..cloud_errors import translate, translating
 from ..ports import BlobNotFound
 
-_MISSING = {"NoSuchKey", "404", "NotFound"}
+#: The codes S3 answers for a missing key (GetObject says NoSuchKey, HEAD-like paths 404).
+_MISSING = ("NoSuchKey", "404", "NotFound")
 
 
 class S3BlobStore:
     def __init__(self, client: Any, bucket: str) -> None:
-        self._s3 = client
+        self._s3 = translating(client, "S3", expected=_MISSING)
         self.bucket = bucket
 
     def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
@@ -22,11 +26,12 @@ class S3BlobStore:
     def get(self, key: str) -> bytes:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                raise BlobNotFound(key) from None
-            raise
-        return response["Body"].read()  # type: ignore[no-any-return]
+        except ClientError:  # only the _MISSING codes come through untranslated
+            raise BlobNotFound(key) from None
+        try:
+            return response["Body"].read()  # type: ignore[no-any-return]
+        except BotoCoreError as exc:  # the connection broke while the body was read
+            raise translate(exc, "S3", "GetObject") from exc
 
     def copy(self, source_key: str, target_key: str) -> None:
         try:
@@ -37,10 +42,8 @@ class S3BlobStore:
                 ContentType="application/dicom",
                 MetadataDirective="REPLACE",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING:
-                raise BlobNotFound(source_key) from None
-            raise
+        except ClientError:
+            raise BlobNotFound(source_key) from None
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=key)

@@ -34,6 +34,8 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from ..cloud_errors import translating
+from ..errors import ServiceUnavailable
 from ..formats import dicom_json as dj
 from ..ports import AddOutcome
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
@@ -45,6 +47,8 @@ _ser = TypeSerializer()
 _des = TypeDeserializer()
 META = "#META"
 _RETRIES = 6
+#: Error codes this adapter interprets itself; every other failure is translated (``cloud_errors``).
+_HANDLED = ("TransactionCanceledException", "ConditionalCheckFailedException")
 #: Upper bound of candidates one search reads from a non-ordered posting list.
 MAX_CANDIDATES = 10_000
 
@@ -92,7 +96,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 class DynamoDbIndex:
     def __init__(self, client: Any, table: str) -> None:
-        self._db = client
+        self._db = translating(client, "DynamoDB", expected=_HANDLED)
         self.table = table
 
     # -- writes ---------------------------------------------------------------------------------
@@ -129,7 +133,9 @@ class DynamoDbIndex:
                     return AddOutcome.ALREADY_INDEXED
                 # The study was created concurrently, or a transaction conflict: read again and retry.
                 time.sleep(min(0.05 * 2**attempt, 1.0))
-        raise RuntimeError("could not index the instance: too many conflicting writers")
+        raise ServiceUnavailable(
+            "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
+        )
 
     def _actions(self, record: InstanceRecord, *, study_exists: bool, known_mods: set[str]) -> list[dict[str, Any]]:
         pk = study_pk(record.study_uid)

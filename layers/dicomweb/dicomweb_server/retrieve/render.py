@@ -21,6 +21,10 @@ from ..errors import BadRequest, NotAcceptable
 from ..formats.media import RENDERED_TYPES
 
 
+#: Largest rendered width or height a client may ask for.
+MAX_VIEWPORT = 16384
+
+
 @dataclass(frozen=True)
 class Window:
     center: float
@@ -143,6 +147,8 @@ def parse_viewport(text: str | None) -> tuple[int, int] | None:
         w, h = (int(v) for v in text.split(",")[:2])
     except ValueError:
         raise BadRequest(f"viewport={text!r}: expected width,height") from None
+    if not (1 <= w <= MAX_VIEWPORT and 1 <= h <= MAX_VIEWPORT):
+        raise BadRequest(f"viewport={text!r}: width and height must be between 1 and {MAX_VIEWPORT} pixels")
     return (w, h)
 
 

@@ -5,67 +5,26 @@ The same app runs in Lambda (through ``lambda_entry``), under uvicorn (``make de
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import DicomwebError
-from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
-from . import pixel_routes, retrieve_routes, search_routes, store_routes
-from .http import json_response
+from . import errors, pixel_routes, retrieve_routes, search_routes, store_routes
 from .security import KeyProvider, secure
 from .services import Services
 
-log = logging.getLogger("dicomweb")
 SERVICES = ("search", "retrieve", "store")
 _ROUTES = {
     "search": [search_routes.routes],
     "retrieve": [retrieve_routes.routes, pixel_routes.routes],
     "store": [store_routes.routes],
 }
-_REASONS = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    406: "Not Acceptable",
-    409: "Conflict",
-    413: "Payload Too Large",
-    415: "Unsupported Media Type",
-    500: "Internal Server Error",
-}
-
-
-def error_body(status: int, message: str) -> dict[str, object]:
-    return {"status": status, "error": _REASONS.get(status, "Error"), "message": message}
-
-
-async def _dicomweb_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DicomwebError)
-    return json_response(error_body(exc.status, exc.message), exc.status, "application/json")
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = int(getattr(exc, "status_code", 500))
-    message = {
-        404: f"no DICOMweb resource at {request.url.path}",
-        405: f"{request.method} is not allowed on {request.url.path}",
-    }.get(status, str(getattr(exc, "detail", "")))
-    return json_response(error_body(status, message), status, "application/json")
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error", extra={"method": request.method, **exception_summary(exc)})
-    return json_response(error_body(500, "internal error; the server log has the details"), 500, "application/json")
 
 
 class _StripTrailingSlash:
@@ -104,9 +63,14 @@ def create_app(
     for name in chosen:
         for make_routes in _ROUTES[name]:
             routes.extend(make_routes(svc))
+    routes.append(Route("/{path:path}", errors.no_route, methods=errors.ALL_METHODS))
     app = Starlette(
         routes=routes,
-        exception_handlers={DicomwebError: _dicomweb_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            DicomwebError: errors.dicomweb_error,
+            HTTPException: errors.http_error,
+            Exception: errors.unexpected,
+        },
     )
     app.router.redirect_slashes = False
     key = api_key or (lambda: settings.api_key or None)

@@ -1,0 +1,66 @@
+"""The route table: every DICOMweb resource, the methods allowed on it and the service (Lambda
+function) that serves each. ``template.yaml``, the route modules and the 405 answers agree on it
+(tests/unit/test_routes.py checks all three).
+
+On API Gateway each resource also routes ``ANY`` to the service that serves its GET, so a method
+it does not declare (PUT, DELETE, HEAD, OPTIONS) reaches the app, which answers HEAD for GET,
+CORS preflights, and 405 with ``Allow`` for the rest; ``/`` and ``/{proxy+}`` route ``ANY`` to the
+search function, which answers 404 for paths that are no resource.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from re import Pattern
+
+from starlette.routing import compile_path
+
+_INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+
+RESOURCES: dict[str, dict[str, str]] = {
+    "/studies": {"GET": "search", "POST": "store"},
+    "/studies/{study}": {"GET": "retrieve", "POST": "store"},
+    "/studies/{study}/metadata": {"GET": "retrieve"},
+    "/studies/{study}/series": {"GET": "search"},
+    "/studies/{study}/instances": {"GET": "search"},
+    "/studies/{study}/series/{series}": {"GET": "retrieve"},
+    "/studies/{study}/series/{series}/metadata": {"GET": "retrieve"},
+    "/studies/{study}/series/{series}/instances": {"GET": "search"},
+    _INSTANCE: {"GET": "retrieve"},
+    _INSTANCE + "/metadata": {"GET": "retrieve"},
+    _INSTANCE + "/frames/{frames}": {"GET": "retrieve"},
+    _INSTANCE + "/rendered": {"GET": "retrieve"},
+    _INSTANCE + "/frames/{frames}/rendered": {"GET": "retrieve"},
+    "/wadouri": {"GET": "retrieve"},
+}
+#: Paths with no resource go to this service on API Gateway (``/`` and ``/{proxy+}``).
+CATCH_ALL_SERVICE = "search"
+
+
+def allowed_methods(path: str) -> list[str]:
+    """What an ``Allow`` header lists for a resource: its methods, HEAD with GET, and OPTIONS."""
+    methods = set(RESOURCES[path])
+    if "GET" in methods:
+        methods.add("HEAD")
+    methods.add("OPTIONS")
+    order = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    return sorted(methods, key=order.index)
+
+
+def any_owner(path: str) -> str:
+    """The service API Gateway sends a resource's undeclared methods to: the one serving its GET."""
+    methods = RESOURCES[path]
+    return methods.get("GET") or next(iter(methods.values()))
+
+
+@cache
+def _patterns() -> list[tuple[Pattern[str], str]]:
+    return [(compile_path(path)[0], path) for path in RESOURCES]
+
+
+def resource_of(path: str) -> str | None:
+    """The route template a concrete request path belongs to (``/studies/1.2`` → ``/studies/{study}``)."""
+    for regex, template in _patterns():
+        if regex.match(path):
+            return template
+    return None
