@@ -18,6 +18,8 @@ from dicomweb_server.store.ingest import InvalidInstance, parse_part10
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_instance, stow_body
 
+SETTINGS = Settings(bucket_name="b", table_name="t")
+
 CT = make_instance("ct").data
 JPEG = make_instance("jpeg").data
 CTYPE = parse_media_type('multipart/related; type="application/dicom"; boundary=fz')
@@ -58,7 +60,7 @@ def test_mutated_part10_files_are_read_or_refused_cleanly(data: bytes, cuts, fli
 )
 def test_stow_never_answers_5xx(flips, cut, part_type) -> None:
     client = TestClient(
-        create_app(Settings(), index=MemoryIndex(), blobs=MemoryBlobStore()), raise_server_exceptions=False
+        create_app(SETTINGS, index=MemoryIndex(), blobs=MemoryBlobStore()), raise_server_exceptions=False
     )
     payload = (
         _mutate(CT, [cut], flips)

@@ -12,6 +12,8 @@ from dicomweb_server.settings import Settings
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_instance, stow_body, truncated
 
+SETTINGS = Settings(bucket_name="b", table_name="t")
+
 NAME, PID = "SECRETNAME^PRIVATE", "PID-TOP-SECRET-42"
 
 
@@ -26,7 +28,7 @@ class ExplodingIndex(MemoryIndex):
 def test_nothing_identifying_reaches_the_log(caplog) -> None:
     caplog.set_level(logging.DEBUG)
     for index in (MemoryIndex(), ExplodingIndex()):
-        client = TestClient(create_app(Settings(), index=index, blobs=MemoryBlobStore()), raise_server_exceptions=False)
+        client = TestClient(create_app(SETTINGS, index=index, blobs=MemoryBlobStore()), raise_server_exceptions=False)
         good = make_instance("ct", PatientName=NAME, PatientID=PID)
         bad = make_instance("mr", PatientName=NAME, PatientID=PID)
         body, ctype = stow_body([good, truncated(bad.data, 300)])

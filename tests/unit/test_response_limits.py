@@ -10,9 +10,11 @@ from dicomweb_server.settings import Settings
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_study, stow_body
 
+SETTINGS = Settings(bucket_name="b", table_name="t", max_response_bytes=3000)
+
 
 def test_oversized_search_and_metadata_answers_are_413() -> None:
-    client = TestClient(create_app(Settings(max_response_bytes=3000), index=MemoryIndex(), blobs=MemoryBlobStore()))
+    client = TestClient(create_app(SETTINGS, index=MemoryIndex(), blobs=MemoryBlobStore()))
     big = make_study(("ct", "mr", "ct"), PatientID="BIG")
     for instance in big:  # one by one: each STOW answer stays under the small limit
         body, ctype = stow_body([instance])

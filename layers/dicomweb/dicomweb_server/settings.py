@@ -1,7 +1,7 @@
 """Settings, parsed once at cold start into a frozen dataclass.
 
 Rule: an explicit argument beats an environment variable beats the default. No other module reads
-``os.environ``.
+``os.environ``. The bucket and table have no default: ``from_env`` refuses to start without them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,18 @@ DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
 
 
+#: Environment variables every function needs: a missing one fails the cold start, naming it.
+REQUIRED = {"bucket_name": "BUCKET_NAME", "table_name": "TABLE_NAME"}
+
+
+class MissingSetting(ValueError):
+    """A required environment variable is not set (raised at cold start, not at the first request)."""
+
+
 @dataclass(frozen=True)
 class Settings:
-    bucket_name: str = "dicomweb-local"
-    table_name: str = "dicomweb-index"
+    bucket_name: str
+    table_name: str
     #: Absolute base URL of the DICOMweb service as clients see it; derived from each request when empty.
     public_base_url: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -51,6 +59,12 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if environ is None else environ
+        missing = [var for field, var in REQUIRED.items() if field not in overrides and not env.get(var)]
+        if missing:
+            raise MissingSetting(
+                f"{' and '.join(missing)} must be set (template.yaml sets them for every function); "
+                "the function cannot start without them"
+            )
         values: dict[str, object] = {}
         text = {
             "bucket_name": "BUCKET_NAME",

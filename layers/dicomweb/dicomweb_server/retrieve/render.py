@@ -20,7 +20,6 @@ from pydicom.dataset import Dataset
 from ..errors import BadRequest, NotAcceptable
 from ..formats.media import RENDERED_TYPES
 
-
 #: Largest rendered width or height a client may ask for.
 MAX_VIEWPORT = 16384
 

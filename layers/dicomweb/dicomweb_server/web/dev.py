@@ -19,7 +19,8 @@ def main() -> None:
         parser.error("the development server binds to loopback only")
     import uvicorn
 
-    app = create_app(Settings(), index=MemoryIndex(), blobs=MemoryBlobStore())
+    settings = Settings(bucket_name="in-memory", table_name="in-memory")
+    app = create_app(settings, index=MemoryIndex(), blobs=MemoryBlobStore())
     print(f"DICOMweb (in-memory) at http://{args.host}:{args.port}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 

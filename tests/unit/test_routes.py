@@ -1,0 +1,96 @@
+"""The route table, the template and the app agree: every (method, path) API Gateway sends to a
+function is a route of that function's app, and nothing else is.
+
+Normalised explicitly: OPTIONS and every undeclared method reach a resource through its ``ANY``
+event, which goes to the service serving the resource's GET (``resources.any_owner``) and is
+answered by the app's catch-all route; Starlette adds HEAD to every GET route on its own; ``/``
+and ``/{proxy+}`` (``ANY``) go to the catch-all service.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from starlette.routing import Route
+
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.memory import MemoryIndex
+from dicomweb_server.settings import Settings
+from dicomweb_server.web import create_app
+from dicomweb_server.web.resources import CATCH_ALL_SERVICE, RESOURCES, any_owner
+
+ROOT = Path(__file__).resolve().parents[2]
+CATCH_ALL = "/{path:path}"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads template.yaml, keeping CloudFormation tags (!Ref, !Sub, ...) as plain values."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template_routes(template_text: str) -> dict[str, set[tuple[str, str]]]:
+    """{service: {(METHOD, path)}} from each function's Api events; the service is what its
+    composition root (functions/<dir>/app.py) passes to ``api_handler``."""
+    template = yaml.load(template_text, Loader=_CfnLoader)
+    out: dict[str, set[tuple[str, str]]] = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        events = [e["Properties"] for e in (props.get("Events") or {}).values() if e["Type"] == "Api"]
+        if not events:
+            continue
+        root = (ROOT / props["CodeUri"] / "app.py").read_text()
+        (service,) = re.findall(r'api_handler\("(\w+)"\)', root)
+        out[service] = {(e["Method"].upper(), e["Path"]) for e in events}
+    return out
+
+
+def app_routes(service: str) -> set[tuple[str, str]]:
+    settings = Settings(bucket_name="b", table_name="t")
+    app = create_app(settings, index=MemoryIndex(), blobs=MemoryBlobStore(), services=[service])
+    while not hasattr(app, "routes"):  # unwrap the CORS, API key and slash middleware
+        app = app.app
+    pairs = set()
+    for route in app.routes:
+        assert isinstance(route, Route)
+        if route.path == CATCH_ALL:
+            continue
+        pairs |= {(method, route.path) for method in route.methods or () if method != "HEAD"}
+    return pairs
+
+
+def expected_template(service: str, app: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    anys = {("ANY", path) for path in RESOURCES if any_owner(path) == service}
+    if service == CATCH_ALL_SERVICE:
+        anys |= {("ANY", "/"), ("ANY", "/{proxy+}")}
+    return app | anys
+
+
+TEMPLATE = (ROOT / "template.yaml").read_text()
+
+
+@pytest.mark.parametrize("service", ["search", "retrieve", "store"])
+def test_each_functions_api_events_are_exactly_its_app_routes(service):
+    declared = template_routes(TEMPLATE)[service]
+    assert declared == expected_template(service, app_routes(service))
+
+
+def test_the_route_table_is_what_the_apps_serve():
+    served = {(m, p): s for s in ("search", "retrieve", "store") for m, p in app_routes(s)}
+    table = {(m, p): s for p, methods in RESOURCES.items() for m, s in methods.items()}
+    assert served == table
+
+
+def test_a_route_added_to_the_template_alone_is_caught():
+    studies = "Properties: {RestApiId: !Ref DicomwebApi, Path: /studies, Method: GET}\n"
+    extra_event = "        Extra:\n          Type: Api\n          " + studies.replace("/studies", "/series")
+    extra = TEMPLATE.replace(studies, studies + extra_event, 1)
+    assert extra != TEMPLATE
+    declared = template_routes(extra)["search"]
+    assert declared - expected_template("search", app_routes("search")) == {("GET", "/series")}
