@@ -1,10 +1,10 @@
 """The route table, the template and the app agree: every (method, path) API Gateway sends to a
 function is a route of that function's app, and nothing else is.
 
-Normalised explicitly: OPTIONS and every undeclared method reach a resource through its ``ANY``
-event, which goes to the service serving the resource's GET (``resources.any_owner``) and is
-answered by the app's catch-all route; Starlette adds HEAD to every GET route on its own; ``/``
-and ``/{proxy+}`` (``ANY``) go to the catch-all service.
+Normalised explicitly: each resource's HEAD and OPTIONS events go to the service serving its GET
+(``resources.owner``), where Starlette answers HEAD for every GET route on its own and the CORS
+middleware (or the catch-all route) answers OPTIONS; ``/`` and ``/{proxy+}`` route every method
+of ``CATCH_ALL_METHODS`` to the catch-all service, whose catch-all route answers 404 or 405.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dicomweb_server.blobs.memory import MemoryBlobStore
 from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import create_app
-from dicomweb_server.web.resources import CATCH_ALL_SERVICE, RESOURCES, any_owner
+from dicomweb_server.web.resources import CATCH_ALL_METHODS, CATCH_ALL_SERVICE, RESOURCES, owner
 
 ROOT = Path(__file__).resolve().parents[2]
 CATCH_ALL = "/{path:path}"
@@ -66,10 +66,10 @@ def app_routes(service: str) -> set[tuple[str, str]]:
 
 
 def expected_template(service: str, app: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    anys = {("ANY", path) for path in RESOURCES if any_owner(path) == service}
+    owned = {(method, path) for path in RESOURCES if owner(path) == service for method in ("HEAD", "OPTIONS")}
     if service == CATCH_ALL_SERVICE:
-        anys |= {("ANY", "/"), ("ANY", "/{proxy+}")}
-    return app | anys
+        owned |= {(method, path) for method in CATCH_ALL_METHODS for path in ("/", "/{proxy+}")}
+    return app | owned
 
 
 TEMPLATE = (ROOT / "template.yaml").read_text()

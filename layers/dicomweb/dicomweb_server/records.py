@@ -109,6 +109,22 @@ class StoredInstance:
     series_attrs: DicomJson
     metadata: DicomJson | None
 
+    @classmethod
+    def from_record(cls, record: InstanceRecord, series_attrs: DicomJson) -> StoredInstance:
+        return cls(
+            study_uid=record.study_uid,
+            series_uid=record.series_uid,
+            sop_uid=record.sop_uid,
+            sop_class_uid=record.sop_class_uid,
+            transfer_syntax_uid=record.transfer_syntax_uid,
+            size=record.size,
+            md5=record.md5,
+            number_of_frames=record.number_of_frames,
+            attrs=record.instance,
+            series_attrs=series_attrs,
+            metadata=record.metadata,
+        )
+
 
 def select(ds: Dataset, keywords: tuple[str, ...]) -> DicomJson:
     """DICOM JSON (PS3.18 §F.2) of the listed attributes that ``ds`` has."""

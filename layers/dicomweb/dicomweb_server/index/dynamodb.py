@@ -1,26 +1,11 @@
-"""``MetadataIndex`` on one DynamoDB table: the whole index model lives in this module.
+"""``MetadataIndex`` on one DynamoDB table: the reads and writes. Keys are built in ``keys``; which
+posting list a search drives on is decided in ``plan``.
 
-Items (``pk`` / ``sk``, both strings):
-
-=================  ===========================  ===============================================
-item               pk                           sk
-=================  ===========================  ===============================================
-study              ``ST#{study}``               ``#META``  (attrs JSON, n_inst, series SS, mods SS)
-series             ``ST#{study}``               ``SE#{series}``  (attrs JSON, n_inst)
-instance           ``ST#{study}``               ``IN#{series}#{sop}``  (attrs, ts, size, md5, frames, meta)
-date posting       ``X#DT``                     ``{YYYYMMDDHHMMSS}#{study}``  (every study has one)
-name posting       ``X#PN``                     ``{normalized name}#{study}``
-patient posting    ``X#PID#{PatientID}``        ``{study}``
-accession posting  ``X#ACC#{AccessionNumber}``  ``{study}``
-modality posting   ``X#MOD#{modality}``         ``{study}``
-=================  ===========================  ===============================================
-
-Postings are an inverted index written in the same transaction as the study item, so a search right
-after a store sees it (base-table reads, no GSI lag). An instance is added with one
-TransactWriteItems: a conditional Put of the instance (so a redelivered event changes nothing) and
-ADD updates of the series and study aggregates (so counts are exact). A QIDO query reads one driving
-posting list chosen by selectivity (UID > accession > patient ID > name prefix > modality > date),
-never a Scan, then checks every predicate with ``qido`` on the hydrated study items.
+An instance is added with one TransactWriteItems: a conditional Put of the instance (so a
+redelivered event changes nothing) and ADD updates of the series and study aggregates (so counts
+are exact), plus the study's postings when the study is new (so a search right after a store sees
+it: base-table reads, no GSI lag). A QIDO query runs the plan (never a Scan), then checks every
+predicate with ``search`` on the hydrated study items.
 """
 
 from __future__ import annotations
@@ -36,49 +21,22 @@ from botocore.exceptions import ClientError
 
 from ..cloud_errors import translating
 from ..errors import ServiceUnavailable
-from ..formats import dicom_json as dj
 from ..ports import AddOutcome
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from ..search import results
-from ..search.ordering import instance_order, series_order, study_order, study_sort_text
-from ..search.query import Query, normalize_pn
+from ..search.ordering import instance_order, series_order, study_order
+from ..search.query import Query
+from . import keys
+from .keys import META, instance_sk, series_sk, study_pk
+from .plan import ByDate, ByPostings, ByUids, plan_studies
 
 _ser = TypeSerializer()
 _des = TypeDeserializer()
-META = "#META"
 _RETRIES = 6
 #: Error codes this adapter interprets itself; every other failure is translated (``cloud_errors``).
 _HANDLED = ("TransactionCanceledException", "ConditionalCheckFailedException")
 #: Upper bound of candidates one search reads from a non-ordered posting list.
 MAX_CANDIDATES = 10_000
-
-
-def study_pk(study_uid: str) -> str:
-    return f"ST#{study_uid}"
-
-
-def series_sk(series_uid: str) -> str:
-    return f"SE#{series_uid}"
-
-
-def instance_sk(series_uid: str, sop_uid: str) -> str:
-    return f"IN#{series_uid}#{sop_uid}"
-
-
-def postings(record: InstanceRecord) -> list[tuple[str, str]]:
-    """The (pk, sk) of every posting a new study writes."""
-    study, uid = record.study, record.study_uid
-    keys = [("X#DT", f"{study_sort_text(study)}#{uid}")]
-    names = dj.text_values(study, "00100010")
-    if names and normalize_pn(names[0]):
-        keys.append(("X#PN", f"{normalize_pn(names[0])}#{uid}"))
-    for tag, prefix in (("00100020", "X#PID#"), ("00080050", "X#ACC#")):
-        value = str(dj.first(study, tag, "") or "").strip()
-        if value:
-            keys.append((prefix + value, uid))
-    if record.modality:
-        keys.append((f"X#MOD#{record.modality}", uid))
-    return keys
 
 
 def _item(**values: Any) -> dict[str, Any]:
@@ -149,12 +107,8 @@ class DynamoDbIndex:
                         sk=instance_sk(record.series_uid, record.sop_uid),
                         type="instance",
                         attrs=json.dumps(record.instance),
-                        sop_class=record.sop_class_uid,
-                        ts=record.transfer_syntax_uid,
-                        size=record.size,
-                        md5=record.md5,
-                        frames=record.number_of_frames,
                         meta=Binary(meta_blob) if meta_blob else None,
+                        **keys.instance_fields(record),
                     ),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -189,7 +143,9 @@ class DynamoDbIndex:
                     {
                         "Put": {
                             "TableName": self.table,
-                            "Item": _item(pk=f"X#MOD#{record.modality}", sk=record.study_uid, study=record.study_uid),
+                            "Item": _item(
+                                pk=keys.modality_posting(record.modality), sk=record.study_uid, study=record.study_uid
+                            ),
                         }
                     }
                 )
@@ -211,7 +167,7 @@ class DynamoDbIndex:
                     }
                 }
             )
-            for ppk, psk in postings(record):
+            for ppk, psk in keys.postings(record):
                 actions.append(
                     {"Put": {"TableName": self.table, "Item": _item(pk=ppk, sk=psk, study=record.study_uid)}}
                 )
@@ -247,14 +203,14 @@ class DynamoDbIndex:
     def _hydrate(self, study_uids: list[str]) -> list[StudySummary]:
         out: list[StudySummary] = []
         for start in range(0, len(study_uids), 100):
-            keys = [_item(pk=study_pk(u), sk=META) for u in study_uids[start : start + 100]]
-            out.extend(self._study(_plain(i)) for i in self._batch_get(keys))
+            wanted = [_item(pk=study_pk(u), sk=META) for u in study_uids[start : start + 100]]
+            out.extend(self._study(_plain(i)) for i in self._batch_get(wanted))
         return out
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _batch_get(self, wanted: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Consistent BatchGetItem of at most 100 keys, retrying unprocessed ones."""
         items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+        request: dict[str, Any] = {self.table: {"Keys": wanted, "ConsistentRead": True}}
         while request:
             got = self._db.batch_get_item(RequestItems=request)
             items.extend(got.get("Responses", {}).get(self.table, []))
@@ -273,42 +229,32 @@ class DynamoDbIndex:
                 break
         return uids
 
-    def _driving_candidates(self, query: Query) -> list[str] | None:
-        """Study UIDs from the most selective posting list, or None to walk the date postings."""
-        p = query.predicate("StudyInstanceUID")
-        if p:
-            return list(dict.fromkeys(p.choices))
-        for keyword, prefix in (("AccessionNumber", "X#ACC#"), ("PatientID", "X#PID#")):
-            p = query.predicate(keyword)
-            if p and p.is_literal:
-                return self._posting_uids(prefix + p.raw)
-        p = query.predicate("PatientName")
-        if p and p.literal_prefix():
-            return self._posting_uids("X#PN", p.literal_prefix())
-        p = query.predicate("ModalitiesInStudy")
-        if p and all("*" not in c and "?" not in c for c in p.choices):
-            found: dict[str, None] = {}
-            for modality in p.choices:
-                found.update(dict.fromkeys(self._posting_uids(f"X#MOD#{modality}")))
-            return list(found)
-        return None
+    def _candidates(self, plan: ByUids | ByPostings) -> list[str]:
+        if isinstance(plan, ByUids):
+            return list(plan.uids)
+        found: dict[str, None] = {}
+        for partition in plan.partitions:
+            found.update(dict.fromkeys(self._posting_uids(partition, plan.begins)))
+        return list(found)
 
     def search_studies(self, query: Query) -> tuple[list[StudySummary], bool]:
-        candidates = self._driving_candidates(query)
-        if candidates is not None:
-            found = [s for s in self._hydrate(candidates) if query.matches(results.study_attrs_with_aggregates(s))]
+        plan = plan_studies(query)
+        if not isinstance(plan, ByDate):
+            found = [
+                s
+                for s in self._hydrate(self._candidates(plan))
+                if query.matches(results.study_attrs_with_aggregates(s))
+            ]
             found.sort(key=study_order, reverse=True)
             return results.page(found, query)
         # Walk the date postings newest first, stopping once the page (+1) is full.
-        cond, values = "pk = :pk", _values(pk="X#DT")
-        p = query.predicate("StudyDate")
-        if p and p.date_range is not None:
-            low, high = p.date_range
+        cond, values = "pk = :pk", _values(pk=keys.DATE_POSTINGS)
+        if plan.low is not None:
             cond += " AND sk BETWEEN :lo AND :hi"
-            values.update(_values(lo=low or "0", hi=(high or "99999999") + "\uffff"))
-        elif p and p.is_literal:
+            values.update(_values(lo=plan.low, hi=plan.high))
+        elif plan.prefix is not None:
             cond += " AND begins_with(sk, :d)"
-            values.update(_values(d="".join(c for c in p.raw if c.isdigit())))
+            values.update(_values(d=plan.prefix))
         wanted = query.offset + query.limit + 1
         matched: list[StudySummary] = []
         batch: list[str] = []
@@ -354,10 +300,10 @@ class DynamoDbIndex:
     ) -> list[StoredInstance]:
         if sop_uid is not None and series_uid is not None:
             # One round trip for the instance and its series item.
-            keys = [
+            wanted = [
                 _item(pk=study_pk(study_uid), sk=sk) for sk in (instance_sk(series_uid, sop_uid), series_sk(series_uid))
             ]
-            found = [_plain(i) for i in self._batch_get(keys)]
+            found = [_plain(i) for i in self._batch_get(wanted)]
             series = {i["sk"][3:]: i for i in found if i["sk"].startswith("SE#")}
             items = [i for i in found if i["sk"].startswith("IN#")]
         else:
@@ -368,8 +314,9 @@ class DynamoDbIndex:
                 "ExpressionAttributeValues": _values(pk=study_pk(study_uid), p=prefix),
             }
             if not with_metadata:
-                kwargs["ProjectionExpression"] = "sk, attrs, sop_class, ts, #size, md5, frames"
-                kwargs["ExpressionAttributeNames"] = {"#size": "size"}
+                names = {f"#{attr}": attr for attr in keys.INSTANCE_FIELDS.values()}
+                kwargs["ProjectionExpression"] = ", ".join(["sk", "attrs", *names])
+                kwargs["ExpressionAttributeNames"] = names
             items = list(self._query(**kwargs))
         out = []
         for item in items:
@@ -382,14 +329,10 @@ class DynamoDbIndex:
                     study_uid=study_uid,
                     series_uid=se,
                     sop_uid=sop,
-                    sop_class_uid=item["sop_class"],
-                    transfer_syntax_uid=item["ts"],
-                    size=int(item["size"]),
-                    md5=item["md5"],
-                    number_of_frames=int(item.get("frames", 1)),
                     attrs=json.loads(item["attrs"]),
                     series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
                     metadata=json.loads(zlib.decompress(bytes(meta.value))) if meta is not None else None,
+                    **keys.fields_of_item(item),
                 )
             )
         return sorted(out, key=instance_order)

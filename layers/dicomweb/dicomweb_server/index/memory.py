@@ -39,19 +39,7 @@ class MemoryIndex:
             study.series.setdefault(record.series_uid, dict(record.series))
             if record.modality:
                 study.modalities.add(record.modality)
-            study.instances[key] = StoredInstance(
-                study_uid=record.study_uid,
-                series_uid=record.series_uid,
-                sop_uid=record.sop_uid,
-                sop_class_uid=record.sop_class_uid,
-                transfer_syntax_uid=record.transfer_syntax_uid,
-                size=record.size,
-                md5=record.md5,
-                number_of_frames=record.number_of_frames,
-                attrs=record.instance,
-                series_attrs=study.series[record.series_uid],
-                metadata=record.metadata,
-            )
+            study.instances[key] = StoredInstance.from_record(record, study.series[record.series_uid])
             return AddOutcome.ADDED
 
     def _summary(self, uid: str, study: _Study) -> StudySummary:

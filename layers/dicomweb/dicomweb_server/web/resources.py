@@ -2,10 +2,11 @@
 function) that serves each. ``template.yaml``, the route modules and the 405 answers agree on it
 (tests/unit/test_routes.py checks all three).
 
-On API Gateway each resource also routes ``ANY`` to the service that serves its GET, so a method
-it does not declare (PUT, DELETE, HEAD, OPTIONS) reaches the app, which answers HEAD for GET,
-CORS preflights, and 405 with ``Allow`` for the rest; ``/`` and ``/{proxy+}`` route ``ANY`` to the
-search function, which answers 404 for paths that are no resource.
+On API Gateway each resource also routes HEAD and OPTIONS (CORS preflights) to the service that
+serves its GET (``owner``). A method a resource does not declare falls through to ``/{proxy+}``,
+which, like ``/``, routes every method to the search function (``CATCH_ALL_SERVICE``): its
+catch-all route answers 405 with ``Allow`` for a known resource and 404 for a path that is none.
+(Methods are listed one by one: the local emulator does not import API Gateway's ``ANY``.)
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ def allowed_methods(path: str) -> list[str]:
     return sorted(methods, key=order.index)
 
 
-def any_owner(path: str) -> str:
-    """The service API Gateway sends a resource's undeclared methods to: the one serving its GET."""
+#: Methods the catch-all paths (``/`` and ``/{proxy+}``) route, one event each in template.yaml.
+CATCH_ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
+
+
+def owner(path: str) -> str:
+    """The service API Gateway sends a resource's HEAD and OPTIONS to: the one serving its GET."""
     methods = RESOURCES[path]
     return methods.get("GET") or next(iter(methods.values()))
 
