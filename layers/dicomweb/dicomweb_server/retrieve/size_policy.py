@@ -21,8 +21,11 @@ from ..errors import PayloadTooLarge
 from ..formats import dicom_json as dj
 from ..records import StoredInstance
 
-#: Multipart framing per part (boundary line and part headers).
+#: Multipart framing per part (boundary line and part headers) when no Content-Location is sent.
 PART_OVERHEAD = 200
+#: Multipart framing per part besides its Content-Location URL: the boundary line (about 40 bytes),
+#: Content-Type with a transfer-syntax parameter (about 90), header names and CRLFs, with room to spare.
+PART_FRAMING = 256
 #: Headers of a Part-10 object beyond its pixel data, in an upper bound for a transcoded instance.
 HEADER_ALLOWANCE = 64 * 1024
 
@@ -106,12 +109,20 @@ def jpeg_frames_size(instances: Sequence[StoredInstance]) -> Size:
     return Size(total, exact=False)
 
 
-def frames_size(instance: StoredInstance, count: int, *, native_exact: bool) -> Size:
-    """``count`` frames of one instance: exact for native pixel data, else an upper bound."""
+def part_overhead(location: str = "") -> int:
+    """Bytes a multipart part adds around its payload when it carries ``Content-Location: location``."""
+    return PART_FRAMING + len(location.encode()) if location else PART_OVERHEAD
+
+
+def frames_size(instance: StoredInstance, count: int, *, native_exact: bool, location: str = "") -> Size:
+    """``count`` frames of one instance: exact for native pixel data, else an upper bound.
+
+    ``location`` is the instance URL each part's Content-Location starts with."""
     decoded = decoded_frame_bytes(instance)
+    overhead = part_overhead(f"{location}/frames/{instance.number_of_frames}" if location else "") * count
     if native_exact:
-        return Size((decoded + PART_OVERHEAD) * count)
-    return Size(max(decoded, instance.size) * count + PART_OVERHEAD * count, exact=False)
+        return Size(decoded * count + overhead)
+    return Size(max(decoded, instance.size) * count + overhead, exact=False)
 
 
 def rendered_size(instance: StoredInstance) -> Size:

@@ -49,7 +49,7 @@ def routes(svc: Services) -> list[Route]:
         numbers = fr.parse_frame_list(numbers_text, inst.number_of_frames)
         location = f"{base_url(request, svc.settings)}/studies/{study}/series/{series}/instances/{sop}"
         native = fmt.kind == "octet" and not UID(inst.transfer_syntax_uid).is_compressed
-        size = policy.frames_size(inst, len(numbers), native_exact=native)
+        size = policy.frames_size(inst, len(numbers), native_exact=native, location=location)
         return _send(size, policy.frames_answer(), lambda: fr.render_frames_body(_data(inst), numbers, fmt, location))
 
     def rendered(request: Request) -> Response:
