@@ -1,10 +1,11 @@
 """``create_app``: the one Starlette application, with only the routes of the services asked for.
 
-The same app runs in Lambda (through ``lambda_entry``), under uvicorn (``make dev``) and in tests.
+The same app runs in Lambda (through ``aws.api``), under uvicorn (``make dev``) and in tests.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 
 from starlette.applications import Starlette
@@ -15,15 +16,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import DicomwebError
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
-from . import errors, pixel_routes, retrieve_routes, search_routes, store_routes
+from . import errors
 from .security import KeyProvider, secure
 from .services import Services
 
 SERVICES = ("search", "retrieve", "store")
+#: Route modules per service, imported only for the services an app serves (a function's cold start
+#: loads its own routes only: search never imports the retrieve or store modules).
 _ROUTES = {
-    "search": [search_routes.routes],
-    "retrieve": [retrieve_routes.routes, pixel_routes.routes],
-    "store": [store_routes.routes],
+    "search": ("search_routes",),
+    "retrieve": ("retrieve_routes", "pixel_routes"),
+    "store": ("store_routes",),
 }
 
 
@@ -61,8 +64,8 @@ def create_app(
     svc = Services(settings=settings, index=index, blobs=blobs)
     routes: list[BaseRoute] = []
     for name in chosen:
-        for make_routes in _ROUTES[name]:
-            routes.extend(make_routes(svc))
+        for module in _ROUTES[name]:
+            routes.extend(importlib.import_module(f"{__package__}.{module}").routes(svc))
     routes.append(Route("/{path:path}", errors.no_route, methods=errors.ALL_METHODS))
     app = Starlette(
         routes=routes,
