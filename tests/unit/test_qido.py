@@ -1,4 +1,4 @@
-"""QIDO-RS query parsing and matching (PS3.18 §10.6, PS3.4 §C.2.2.2), as documented in qido.py."""
+"""QIDO-RS query parsing and matching (PS3.18 §10.6, PS3.4 §C.2.2.2), as documented in search/query.py."""
 
 import pytest
 
