@@ -84,6 +84,3 @@ class _Translating:
 def translating(client: Any, service: str, *, expected: Collection[str] = ()) -> Any:
     """``client`` whose calls raise the domain errors, except ``ClientError`` with an ``expected`` code."""
     return _Translating(client, service, expected)
-
-
-__all__: list[str] = ["RETRYABLE", "error_code", "translate", "translating"]

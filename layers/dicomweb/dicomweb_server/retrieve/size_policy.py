@@ -13,7 +13,7 @@ is built and ``decide`` is asked again with its exact size (``Delivery.MEASURE``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -68,6 +68,16 @@ def decide(size: Size, answer: Answer, limit: int) -> Delivery:
 def check_measured(length: int, answer: Answer, limit: int) -> None:
     """The exact size of an answer already built (search results, metadata, rendered images)."""
     decide(Size(length), answer, limit)
+
+
+def build_within(size: Size, answer: Answer, limit: int, build: Callable[[], tuple[bytes, str]]) -> tuple[bytes, str]:
+    """Decide on ``size`` before ``build()`` reads anything, then measure what was built when only
+    an upper bound was known. Returns ``build()``'s body and content type."""
+    delivery = decide(size, answer, limit)
+    body, content_type = build()
+    if delivery is Delivery.MEASURE:
+        check_measured(len(body), answer, limit)
+    return body, content_type
 
 
 # -- sizes known before reading ---------------------------------------------------------------

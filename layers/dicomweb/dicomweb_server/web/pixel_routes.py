@@ -35,10 +35,7 @@ def routes(svc: Services) -> list[Route]:
         return svc.blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
 
     def _send(size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]]) -> Response:
-        delivery = policy.decide(size, answer, limit)
-        body, content_type = build()
-        if delivery is policy.Delivery.MEASURE:
-            policy.check_measured(len(body), answer, limit)
+        body, content_type = policy.build_within(size, answer, limit, build)
         return Response(body, headers={"Content-Type": content_type})
 
     def frames(request: Request) -> Response:

@@ -43,15 +43,11 @@ def routes(svc: Services) -> list[Route]:
         answer = policy.instances_answer(found, what, base, as_jpeg=fmt.jpeg_frames)
         if fmt.jpeg_frames:
             size = policy.jpeg_frames_size(found)
+            build = lambda: wado.render_jpeg_frames(found, svc.blobs, base)  # noqa: E731
         else:
             size = policy.instances_size(found if fmt.multipart else found[:1], fmt.transfer_syntax)
-        delivery = policy.decide(size, answer, limit)
-        if fmt.jpeg_frames:
-            body, content_type = wado.render_jpeg_frames(found, svc.blobs, base)
-        else:
-            body, content_type = wado.render_instances(found, svc.blobs, fmt)
-        if delivery is policy.Delivery.MEASURE:
-            policy.check_measured(len(body), answer, limit)
+            build = lambda: wado.render_instances(found, svc.blobs, fmt)  # noqa: E731
+        body, content_type = policy.build_within(size, answer, limit, build)
         return Response(body, headers={"Content-Type": content_type})
 
     def metadata(request: Request) -> Response:
