@@ -34,3 +34,8 @@ class Untransacted:
             ((kind, params),) = action.items()
             {"Put": self._client.put_item, "Update": self._client.update_item}[kind](**params)
         return {}
+
+
+def pair(page: Any) -> tuple[list[Any], bool]:
+    """A search ``Page`` as (items, more), the two things most contract tests compare."""
+    return page.items, page.more

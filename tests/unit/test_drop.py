@@ -8,6 +8,7 @@ import pytest
 from dicomweb_server.search.query import Level, parse_query
 from dicomweb_server.store.drop import DropOutcome, index_dropped
 from tests.corpus import make_instance
+from tests.unit.doubles import pair
 
 from .doubles import FailingIndex
 
@@ -18,7 +19,7 @@ def drop(backend, key, data):
 
 
 def find_study(backend, study_uid):
-    found, _ = backend.index.search_studies(parse_query([("StudyInstanceUID", study_uid)], Level.STUDY))
+    found, _ = pair(backend.index.search_studies(parse_query([("StudyInstanceUID", study_uid)], Level.STUDY)))
     return found
 
 
@@ -29,7 +30,7 @@ def test_a_dropped_instance_is_indexed_and_moved_to_its_canonical_key(backend):
     assert backend.blobs.get(inst.key) == inst.data
     (study,) = find_study(backend, inst.study_uid)
     assert study.instance_count == 1
-    by_patient, _ = backend.index.search_studies(parse_query([("PatientID", "DROP-1")], Level.STUDY))
+    by_patient, _ = pair(backend.index.search_studies(parse_query([("PatientID", "DROP-1")], Level.STUDY)))
     assert [s.study_uid for s in by_patient] == [inst.study_uid]
 
 

@@ -1,8 +1,10 @@
-"""The storage interfaces the services depend on. Adapters live in ``dicomweb_server.adapters``;
-one contract test suite (tests/unit/test_contract.py) runs against every implementation."""
+"""The storage interfaces the services depend on. Implementations live in ``dicomweb_server.index``
+and ``dicomweb_server.blobs``; one contract test suite (tests/unit/test_contract.py) runs against
+every implementation."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -17,6 +19,23 @@ class BlobNotFound(KeyError):
 class AddOutcome(Enum):
     ADDED = "added"
     ALREADY_INDEXED = "already-indexed"
+
+
+@dataclass(frozen=True)
+class Page[T]:
+    """One page of search results.
+
+    ``more``: results exist beyond this page. ``cursor``: where the next page starts (the sort key
+    of the last row, or of the last index entry examined when the read budget ran out), for keyset
+    continuation. ``budget_spent``: set when the read budget stopped the search before the page
+    was full (the number of index items read)."""
+
+    items: list[T] = field(default_factory=list)
+    more: bool = False
+    cursor: str | None = None
+    budget_spent: int | None = None
+    #: Matches of the offset still to skip after ``cursor`` (the budget ran out while skipping).
+    skip: int = 0
 
 
 class BlobStore(Protocol):
@@ -51,17 +70,16 @@ class MetadataIndex(Protocol):
 
     def get_study(self, study_uid: str) -> StudySummary | None: ...
 
-    def search_studies(self, query: Query) -> tuple[list[StudySummary], bool]:
-        """Matching studies (newest StudyDate first, then UID) for the query's page, and whether more exist."""
+    def search_studies(self, query: Query) -> Page[StudySummary]:
+        """Matching studies (newest StudyDate first, then UID) for the query's page, read under the
+        query's read budget, resuming after ``query.after`` when it is set."""
         ...
 
-    def search_series(self, study_uid: str, query: Query) -> tuple[list[SeriesSummary], bool]:
+    def search_series(self, study_uid: str, query: Query) -> Page[SeriesSummary]:
         """Matching series of a study, by SeriesNumber then UID."""
         ...
 
-    def search_instances(
-        self, study_uid: str, series_uid: str | None, query: Query
-    ) -> tuple[list[StoredInstance], bool]:
+    def search_instances(self, study_uid: str, series_uid: str | None, query: Query) -> Page[StoredInstance]:
         """Matching instances of a study or series, by series then InstanceNumber then UID."""
         ...
 

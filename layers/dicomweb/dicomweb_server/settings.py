@@ -34,6 +34,8 @@ class Settings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     qido_default_limit: int = 100
     qido_max_limit: int = 1000
+    #: Index items one search may read before it answers with what it found and a continuation.
+    qido_read_budget: int = 2000
     #: Part-10 objects larger than this are indexed without their metadata in DynamoDB (read from S3).
     max_indexed_metadata_bytes: int = 300_000
     #: Origins allowed to call the API from a browser (comma-separated; ``*`` for any).
@@ -46,7 +48,13 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.bucket_name or not self.table_name:
             raise ValueError("bucket_name and table_name must be set")
-        for name in ("max_request_bytes", "max_response_bytes", "qido_default_limit", "qido_max_limit"):
+        for name in (
+            "max_request_bytes",
+            "max_response_bytes",
+            "qido_default_limit",
+            "qido_max_limit",
+            "qido_read_budget",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.qido_default_limit > self.qido_max_limit:
@@ -79,6 +87,7 @@ class Settings:
             "max_response_bytes": "MAX_RESPONSE_BYTES",
             "qido_default_limit": "QIDO_DEFAULT_LIMIT",
             "qido_max_limit": "QIDO_MAX_LIMIT",
+            "qido_read_budget": "QIDO_READ_BUDGET",
             "max_indexed_metadata_bytes": "MAX_INDEXED_METADATA_BYTES",
         }
         for field, var in text.items():

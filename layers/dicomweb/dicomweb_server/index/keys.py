@@ -1,40 +1,32 @@
-"""The DynamoDB key layout: one table, ``pk`` / ``sk`` strings. Every key the index writes or reads
-is built here.
+"""The DynamoDB key layout (``docs/data-model.md``): every key the index writes or reads is built
+here. One table, ``pk`` / ``sk`` strings.
 
-Items (``pk`` / ``sk``, both strings):
+Hierarchy: study ``ST#{study}``/``#META``, series ``ST#{study}``/``SE#{series}``, instance
+``ST#{study}``/``IN#{series}#{sop}``: one partition per study.
 
-=================  ===========================  ===============================================
-item               pk                           sk
-=================  ===========================  ===============================================
-study              ``ST#{study}``               ``#META``  (attrs JSON, n_inst, series SS, mods SS)
-series             ``ST#{study}``               ``SE#{series}``  (attrs JSON, n_inst)
-instance           ``ST#{study}``               ``IN#{series}#{sop}``  (attrs, ts, size, md5, frames, meta)
-date posting       ``X#DT``                     ``{YYYYMMDDHHMMSS}#{study}``  (every study has one)
-name posting       ``X#PN``                     ``{normalized name}#{study}``
-patient posting    ``X#PID#{PatientID}``        ``{study}``
-accession posting  ``X#ACC#{AccessionNumber}``  ``{study}``
-modality posting   ``X#MOD#{modality}``         ``{study}``
-=================  ===========================  ===============================================
-
-Study, series and instance items share one partition per study. Postings are an inverted index
-(one item per study and searchable value) written in the same transaction as the study item.
+Postings (``P#…``): one item per study and searchable value, sort key ``{sort14}#{study}`` so every
+posting partition reads newest first with the UID as tie-breaker. Partitions that could grow with
+the archive or run hot are bucketed by month or year and split into ``SHARDS`` shards; the catalog
+item lists the months that hold studies.
 """
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from ..formats import dicom_json as dj
 from ..records import InstanceRecord
-from ..search.ordering import study_sort_text
 from ..search.query import normalize_pn
 
 META = "#META"
-DATE_POSTINGS = "X#DT"
-NAME_POSTINGS = "X#PN"
-PATIENT_ID_POSTING = "X#PID#"
-ACCESSION_POSTING = "X#ACC#"
-MODALITY_POSTING = "X#MOD#"
+#: Posting partitions per bucket: 4 keeps a bulk import of 1,000 studies/s under 1,000 WCU/s per key.
+SHARDS = 4
+#: Prefix postings are written for prefixes of 1..PREFIX_MAX characters.
+PREFIX_MAX = 8
+#: The month of a study without a StudyDate.
+NO_DATE = "000000"
+CATALOG = ("P#CAT", "#MONTHS")
 
 #: ``StoredInstance`` fields and the instance item attributes that hold them.
 INSTANCE_FIELDS = {
@@ -71,21 +63,79 @@ def fields_of_item(item: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def modality_posting(modality: str) -> str:
-    return MODALITY_POSTING + modality
+def shard_of(study_uid: str) -> int:
+    return zlib.crc32(study_uid.encode()) % SHARDS
 
 
-def postings(record: InstanceRecord) -> list[tuple[str, str]]:
-    """The (pk, sk) of every posting a new study writes."""
-    study, uid = record.study, record.study_uid
-    keys = [(DATE_POSTINGS, f"{study_sort_text(study)}#{uid}")]
+def posting_sk(sort14: str, study_uid: str) -> str:
+    return f"{sort14}#{study_uid}"
+
+
+def month_of(sort14: str) -> str:
+    return sort14[:6] if sort14[:6].strip("0") else NO_DATE
+
+
+def date_partition(month: str, shard: int) -> str:
+    return f"P#DT#{month}#{shard}"
+
+
+def exact_partition(kind: str, value: str) -> str:
+    """``P#PID#…``, ``P#ACC#…``: one patient's or one accession's studies."""
+    return f"P#{kind}#{value}"
+
+
+def prefix_partition(kind: str, prefix: str, year: str, shard: int) -> str:
+    """``P#PIDP#…``, ``P#ACCP#…``, ``P#PNP#…``: studies whose value starts with ``prefix``, by year."""
+    return f"P#{kind}#{prefix}#{year}#{shard}"
+
+
+def modality_partition(modality: str, month: str, shard: int) -> str:
+    return f"P#MOD#{modality}#{month}#{shard}"
+
+
+#: (tag, exact kind, prefix kind) of the text keys that get exact and prefix postings.
+TEXT_KEYS = (("00100020", "PID", "PIDP"), ("00080050", "ACC", "ACCP"))
+
+
+def study_postings(record: InstanceRecord, sort14: str) -> list[dict[str, Any]]:
+    """Every posting a new study writes (``docs/data-model.md``, Posting kinds)."""
+    uid, study = record.study_uid, record.study
+    sk, shard, year = posting_sk(sort14, uid), shard_of(uid), sort14[:4]
+
+    def posting(pk: str, value: str | None = None) -> dict[str, Any]:
+        item: dict[str, Any] = {"pk": pk, "sk": sk, "study": uid}
+        if value is not None:
+            item["v"] = value
+        return item
+
+    out = [posting(date_partition(month_of(sort14), shard))]
+    values: list[tuple[str | None, str, str]] = [
+        (exact, prefix, str(dj.first(study, tag, "") or "").strip()) for tag, exact, prefix in TEXT_KEYS
+    ]
     names = dj.text_values(study, "00100010")
-    if names and normalize_pn(names[0]):
-        keys.append((NAME_POSTINGS, f"{normalize_pn(names[0])}#{uid}"))
-    for tag, prefix in (("00100020", PATIENT_ID_POSTING), ("00080050", ACCESSION_POSTING)):
-        value = str(dj.first(study, tag, "") or "").strip()
-        if value:
-            keys.append((prefix + value, uid))
+    values.append((None, "PNP", normalize_pn(names[0]) if names else ""))
+    for exact, prefix, value in values:
+        if not value:
+            continue
+        if exact is not None:  # names have no exact partition: SIIM^JOE also matches SIIM^JOE^M
+            out.append(posting(exact_partition(exact, value)))
+        for start in prefixes(value, names=exact is None):
+            out.append(posting(prefix_partition(prefix, start, year, shard), value))
     if record.modality:
-        keys.append((modality_posting(record.modality), uid))
-    return keys
+        out += modality_postings(record.modality, sort14, uid)
+    return out
+
+
+def prefixes(value: str, *, names: bool = False) -> list[str]:
+    """The prefixes of ``value`` that get a posting partition: 1..PREFIX_MAX characters, and for a
+    name every longer run of whole components (``THOMPSON^JOHN``), so a full name is one partition."""
+    out = [value[:n] for n in range(1, min(len(value), PREFIX_MAX) + 1)]
+    if names:
+        parts = value.split("^")
+        out += [b for b in ("^".join(parts[: i + 1]) for i in range(len(parts))) if len(b) > PREFIX_MAX]
+    return out
+
+
+def modality_postings(modality: str, sort14: str, study_uid: str) -> list[dict[str, Any]]:
+    pk = modality_partition(modality, month_of(sort14), shard_of(study_uid))
+    return [{"pk": pk, "sk": posting_sk(sort14, study_uid), "study": study_uid}]

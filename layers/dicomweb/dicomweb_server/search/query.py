@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import cached_property
 from typing import Any
@@ -49,7 +49,7 @@ _COMPUTED_STUDY = {MODALITIES_IN_STUDY: "CS", "00201206": "IS", "00201208": "IS"
 _COMPUTED_SERIES = {"00201209": "IS", "00080056": "CS"}
 _COMPUTED_INSTANCE = {"00080056": "CS"}
 RETRIEVE_URL = "00081190"
-CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching"}
+CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching", "continuation"}
 _NUMERIC = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
 _LIST_VRS = {"UI", "CS"}
 
@@ -234,6 +234,10 @@ class Query:
     offset: int = 0
     fuzzy: bool = False
     warnings: tuple[str, ...] = field(default=())
+    #: Resume after this sort key (keyset continuation); None starts at the newest match.
+    after: str | None = None
+    #: Index items a search may read before it answers with what it has and a continuation.
+    read_budget: int = 2000
 
     def predicate(self, keyword_or_tag: str) -> Predicate | None:
         key = dj.tag_key(keyword_or_tag)
@@ -260,12 +264,14 @@ def parse_query(
     *,
     default_limit: int = 100,
     max_limit: int = 1000,
+    read_budget: int = 2000,
 ) -> Query:
     """Parse QIDO-RS query parameters (name/value pairs, repeats allowed) or raise ``BadRequest``."""
     predicates: dict[str, Predicate] = {}
     includes: set[str] = set()
     include_all = False
     limit, offset, fuzzy = default_limit, 0, False
+    token: str | None = None
     warnings: list[str] = []
     for name, value in params:
         lname = name.strip().lower()
@@ -292,6 +298,8 @@ def parse_query(
                 limit = max_limit
             else:
                 limit = number
+        elif lname == "continuation":
+            token = value.strip()
         elif lname == "fuzzymatching":
             if value.lower() not in ("true", "false"):
                 raise BadRequest(f"fuzzymatching={value!r}: expected true or false")
@@ -316,4 +324,14 @@ def parse_query(
     preds = tuple(Predicate(p.key, p.vr, p.raw, fuzzy) for p in predicates.values())
     for p in preds:
         p.validate()
-    return Query(level, preds, frozenset(includes), include_all, limit, offset, fuzzy, tuple(warnings))
+    query = Query(
+        level, preds, frozenset(includes), include_all, limit, offset, fuzzy, tuple(warnings), read_budget=read_budget
+    )
+    if token:
+        from .continuation import decode  # continuation imports this module
+
+        if offset:
+            raise BadRequest("offset does not go with continuation: the token says where the next page starts")
+        after, skip = decode(token, query)
+        query = replace(query, after=after, offset=skip)
+    return query

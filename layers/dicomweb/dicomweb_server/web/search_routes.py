@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,9 +11,10 @@ from starlette.routing import Route
 
 from ..errors import NotFound
 from ..formats.media import negotiate_dicom_model
+from ..ports import Page
 from ..retrieve import size_policy as policy
+from ..search import continuation, results
 from ..search import query as qido
-from ..search import results
 from .http import base_url, dicom_model_response, path_uid, warning_header
 from .services import Services
 
@@ -29,13 +31,31 @@ def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
         level,
         default_limit=svc.settings.qido_default_limit,
         max_limit=svc.settings.qido_max_limit,
+        read_budget=svc.settings.qido_read_budget,
     )
 
 
+def _next_link(request: Request, svc: Services, query: qido.Query, cursor: str, skip: int) -> str:
+    """``Link: <…>; rel="next"``: the same request resumed after ``cursor`` (offset dropped)."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k.lower() not in ("continuation", "offset")]
+    kept.append(("continuation", continuation.encode(query, cursor, skip)))
+    url = f"{base_url(request, svc.settings)}{request.url.path}?{urlencode(kept)}"
+    return f'<{url}>; rel="next"'
+
+
 def routes(svc: Services) -> list[Route]:
-    def respond(request: Request, query: qido.Query, media: str, found: list[Any], more: bool) -> Response:
-        warnings = list(query.warnings) + ([MORE_RESULTS] if more else [])
-        response = dicom_model_response(found, media, headers=warning_header(warnings, request))
+    def respond(request: Request, query: qido.Query, media: str, found: list[Any], page: Page[Any]) -> Response:
+        warnings = list(query.warnings)
+        if page.budget_spent is not None:
+            warnings.append(
+                f"The search stopped after reading {page.budget_spent} index entries; follow the next link to continue"
+            )
+        elif page.more:
+            warnings.append(MORE_RESULTS)
+        headers = warning_header(warnings, request)
+        if page.cursor is not None:
+            headers["Link"] = _next_link(request, svc, query, page.cursor, page.skip)
+        response = dicom_model_response(found, media, headers=headers)
         policy.check_measured(len(response.body), policy.search_answer(), svc.settings.max_response_bytes)
         return response
 
@@ -45,28 +65,28 @@ def routes(svc: Services) -> list[Route]:
 
     def studies(request: Request) -> Response:
         media, query = _media(request), _query(request, svc, qido.Level.STUDY)
-        found, more = svc.index.search_studies(query)
+        page = svc.index.search_studies(query)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [results.study_result(s, query, base) for s in found], more)
+        return respond(request, query, media, [results.study_result(s, query, base) for s in page.items], page)
 
     def series(request: Request) -> Response:
         media, query = _media(request), _query(request, svc, qido.Level.SERIES)
         study = path_uid(request, "study")
-        found, more = svc.index.search_series(study, query)
-        if not found:
+        page = svc.index.search_series(study, query)
+        if not page.items:
             study_or_404(study)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [results.series_result(s, query, base) for s in found], more)
+        return respond(request, query, media, [results.series_result(s, query, base) for s in page.items], page)
 
     def instances(request: Request) -> Response:
         media, query = _media(request), _query(request, svc, qido.Level.INSTANCE)
         study = path_uid(request, "study")
         series_uid = path_uid(request, "series") if "series" in request.path_params else None
-        found, more = svc.index.search_instances(study, series_uid, query)
-        if not found:
+        page = svc.index.search_instances(study, series_uid, query)
+        if not page.items:
             study_or_404(study)
         base = base_url(request, svc.settings)
-        return respond(request, query, media, [results.instance_result(i, query, base) for i in found], more)
+        return respond(request, query, media, [results.instance_result(i, query, base) for i in page.items], page)
 
     return [
         Route("/studies", studies, methods=["GET"]),

@@ -1,0 +1,302 @@
+"""The ``MetadataIndex``, written once over the item-store port (``items``): exact aggregates on
+write, and searches that read postings newest first, stop when the page is full or the read budget
+is spent, and hand back a keyset cursor (``docs/data-model.md``). ``dynamodb.DynamoDbIndex`` and
+``memory.MemoryIndex`` are this class over DynamoDB and over memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+import zlib
+from collections.abc import Callable, Iterator
+
+from ..errors import ServiceUnavailable
+from ..ports import AddOutcome, Page
+from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
+from ..search import results
+from ..search.ordering import instance_order, series_order, study_sort_text
+from ..search.query import Query
+from . import keys
+from .items import Action, ConditionFailed, Contention, Item, ItemStore, Put, Range, Update
+from .keys import META, instance_sk, series_sk, study_pk
+from .plan import ByUids, Walk, plan_studies
+
+_RETRIES = 6
+#: Postings read per Query after the first page of a partition.
+_PAGE = 100
+#: Most keys one BatchGetItem takes.
+_BATCH = 100
+
+
+class ItemIndex:
+    def __init__(self, store: ItemStore, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = store
+        self._sleep = sleep
+        self._months: set[str] = set()  # months known to be in the catalog (never shrinks)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def indexed_md5(self, study_uid: str, series_uid: str, sop_uid: str) -> str | None:
+        got = self.store.get(study_pk(study_uid), instance_sk(series_uid, sop_uid))
+        return str(got["md5"]) if got else None
+
+    def add_instance(self, record: InstanceRecord) -> AddOutcome:
+        for attempt in range(_RETRIES):
+            study = self.store.get(study_pk(record.study_uid), META)
+            actions = self._actions(record, study)
+            try:
+                self.store.transact(actions)
+                if not study:
+                    self._months.add(keys.month_of(self._sort14(record, None)))
+                return AddOutcome.ADDED
+            except ConditionFailed as exc:
+                if exc.index == 0:  # the instance is indexed already
+                    return AddOutcome.ALREADY_INDEXED
+                # The study was created (or its item changed) concurrently: read again and retry.
+            except Contention:
+                if self.indexed_md5(record.study_uid, record.series_uid, record.sop_uid):
+                    return AddOutcome.ALREADY_INDEXED
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+        raise ServiceUnavailable(
+            "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
+        )
+
+    @staticmethod
+    def _sort14(record: InstanceRecord, study: Item | None) -> str:
+        """The study's order key: fixed when the study is created (first instance wins)."""
+        if study and study.get("sort"):
+            return str(study["sort"])
+        return study_sort_text(record.study)
+
+    def _actions(self, record: InstanceRecord, study: Item | None) -> list[Action]:
+        pk = study_pk(record.study_uid)
+        meta = zlib.compress(json.dumps(record.metadata).encode()) if record.metadata is not None else None
+        instance = {
+            "pk": pk,
+            "sk": instance_sk(record.series_uid, record.sop_uid),
+            "type": "instance",
+            "attrs": json.dumps(record.instance),
+            **keys.instance_fields(record),
+        }
+        if meta is not None:
+            instance["meta"] = meta
+        mods = {record.modality} if record.modality else set()
+        sort14 = self._sort14(record, study)
+        actions: list[Action] = [
+            Put(instance, if_absent=True),
+            Update(
+                pk,
+                series_sk(record.series_uid),
+                fields={"type": "series"},
+                defaults={"attrs": json.dumps(record.series)},
+                add={"n_inst": 1},
+            ),
+        ]
+        if study is not None:
+            add: dict[str, int | set[str]] = {"n_inst": 1, "series": {record.series_uid}}
+            if mods:
+                add["mods"] = mods
+            actions.append(Update(pk, META, add=add, if_exists=True))
+            if record.modality and record.modality not in set(study.get("mods", set())):
+                actions += [Put(p) for p in keys.modality_postings(record.modality, sort14, record.study_uid)]
+            return actions
+        study_item: Item = {
+            "pk": pk,
+            "sk": META,
+            "type": "study",
+            "attrs": json.dumps(record.study),
+            "n_inst": 1,
+            "series": {record.series_uid},
+            "sort": sort14,
+        }
+        if mods:
+            study_item["mods"] = mods
+        actions.append(Put(study_item, if_absent=True))
+        actions += [Put(p) for p in keys.study_postings(record, sort14)]
+        month = keys.month_of(sort14)
+        if month not in self._months:
+            actions.append(Update(*keys.CATALOG, add={"months": {month}}))
+        return actions
+
+    # -- reads: studies -------------------------------------------------------------------------
+
+    def _study(self, item: Item) -> StudySummary:
+        return StudySummary(
+            study_uid=item["pk"][3:],
+            attrs=json.loads(item["attrs"]),
+            modalities=tuple(sorted(item.get("mods", set()))),
+            series_count=len(item.get("series", set())),
+            instance_count=int(item.get("n_inst", 0)),
+        )
+
+    def get_study(self, study_uid: str) -> StudySummary | None:
+        got = self.store.get(study_pk(study_uid), META)
+        return self._study(got) if got else None
+
+    def _hydrate(self, study_uids: list[str]) -> dict[str, StudySummary]:
+        found: dict[str, StudySummary] = {}
+        for start in range(0, len(study_uids), _BATCH):
+            wanted = [(study_pk(u), META) for u in study_uids[start : start + _BATCH]]
+            for item in self.store.batch_get(wanted):
+                summary = self._study(item)
+                found[summary.study_uid] = summary
+        return found
+
+    def _catalog_months(self) -> list[str]:
+        got = self.store.get(*keys.CATALOG)
+        months = set(got.get("months", set())) if got else set()
+        self._months |= months
+        return sorted(months, reverse=True)
+
+    def _partition(self, pk: str, where: Range, first: int) -> Iterator[Item]:
+        """A posting partition newest first, read lazily in pages that start at ``first`` postings
+        and double up to ``_PAGE``."""
+        limit = first
+        while True:
+            items, more = self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v"))
+            yield from items
+            if not more or not items:
+                return
+            where = Range(low=where.low, high=_before(items[-1]["sk"]))
+            limit = min(limit * 2, _PAGE)
+
+    def _walk(self, plan: Walk, after: str | None, first: int) -> Iterator[Item]:
+        """Every posting of the plan, newest first, once, strictly after the cursor ``after``."""
+        for group in plan.groups:
+            if after and group.bucket and group.bucket > after[: len(group.bucket)]:
+                continue  # the whole bucket lies before the cursor in walking order
+            high = group.high
+            if after:
+                high = min(high, _before(after)) if high else _before(after)
+            where = Range(low=group.low, high=high)
+            # Each partition holds about 1/len of the group's postings: read that share first.
+            share = -(-first // len(group.partitions)) + 1
+            streams = [self._partition(pk, where, share) for pk in group.partitions]
+            last = None
+            for posting in heapq.merge(*streams, key=lambda i: str(i["sk"]), reverse=True):
+                if posting["sk"] == last:  # the same study under two modalities
+                    continue
+                last = posting["sk"]
+                if group.check and not str(posting.get("v", "")).startswith(group.check):
+                    continue
+                yield posting
+
+    def search_studies(self, query: Query) -> Page[StudySummary]:
+        start = self.store.reads
+        plan = plan_studies(query, self._catalog_months)
+        if isinstance(plan, ByUids):
+            hydrated = self._hydrate(list(plan.uids))
+            found = [s for s in hydrated.values() if query.matches(results.study_attrs_with_aggregates(s))]
+            found.sort(key=lambda s: (study_sort_text(s.attrs), s.study_uid), reverse=True)
+            items, more = results.page(found, query)
+            return Page(items, more)
+        wanted = query.offset + query.limit + 1
+        postings = self._walk(plan, query.after, first=min(wanted, _PAGE))
+        matched: list[tuple[str, StudySummary]] = []
+        skipped = 0
+        last_seen: str | None = None
+        while True:
+            need = wanted - skipped - len(matched)
+            batch = [p for _, p in zip(range(need), postings, strict=False)]
+            if not batch:
+                return Page([s for _, s in matched], False)
+            hydrated = self._hydrate([str(p["study"]) for p in batch])
+            for posting in batch:
+                last_seen = str(posting["sk"])
+                study = hydrated.get(str(posting["study"]))
+                if study is None or not query.matches(results.study_attrs_with_aggregates(study)):
+                    continue
+                if skipped < query.offset:
+                    skipped += 1
+                    continue
+                if len(matched) == query.limit:  # one more match: there are more results
+                    return Page([s for _, s in matched], True, cursor=matched[-1][0])
+                matched.append((last_seen, study))
+            if self.store.reads - start >= query.read_budget:
+                spent = self.store.reads - start
+                left = query.offset - skipped
+                return Page([s for _, s in matched], True, cursor=last_seen, budget_spent=spent, skip=left)
+
+    # -- reads: series and instances ------------------------------------------------------------
+
+    def _all(self, pk: str, begins: str, attrs: tuple[str, ...] | None = None) -> list[Item]:
+        out: list[Item] = []
+        where = Range(begins=begins)
+        while True:
+            items, more = self.store.query(pk, where, limit=1000, attrs=attrs)
+            out += items
+            if not more or not items:
+                return out
+            where = Range(low=_after(items[-1]["sk"]), high=begins + "\uffff")
+
+    def _series_items(self, study_uid: str) -> dict[str, Item]:
+        return {item["sk"][3:]: item for item in self._all(study_pk(study_uid), "SE#")}
+
+    def search_series(self, study_uid: str, query: Query) -> Page[SeriesSummary]:
+        found = []
+        for uid, item in self._series_items(study_uid).items():
+            summary = SeriesSummary(study_uid, uid, json.loads(item["attrs"]), int(item.get("n_inst", 0)))
+            if query.matches(results.series_attrs_with_aggregates(summary)):
+                found.append(summary)
+        found.sort(key=series_order)
+        return Page(*results.page(found, query))
+
+    def _instances(
+        self, study_uid: str, series_uid: str | None, sop_uid: str | None, with_metadata: bool
+    ) -> list[StoredInstance]:
+        if sop_uid is not None and series_uid is not None:
+            # One round trip for the instance and its series item.
+            wanted = [(study_pk(study_uid), sk) for sk in (instance_sk(series_uid, sop_uid), series_sk(series_uid))]
+            found = self.store.batch_get(wanted)
+            series = {i["sk"][3:]: i for i in found if i["sk"].startswith("SE#")}
+            items = [i for i in found if i["sk"].startswith("IN#")]
+        else:
+            series = self._series_items(study_uid)
+            attrs = None if with_metadata else ("attrs", *keys.INSTANCE_FIELDS.values())
+            items = self._all(study_pk(study_uid), f"IN#{series_uid}#" if series_uid else "IN#", attrs)
+        out = []
+        for item in items:
+            _, se, sop = item["sk"].split("#", 2)
+            meta = item.get("meta")
+            out.append(
+                StoredInstance(
+                    study_uid=study_uid,
+                    series_uid=se,
+                    sop_uid=sop,
+                    attrs=json.loads(item["attrs"]),
+                    series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
+                    metadata=json.loads(zlib.decompress(bytes(meta))) if meta is not None else None,
+                    **keys.fields_of_item(item),
+                )
+            )
+        return sorted(out, key=instance_order)
+
+    def search_instances(self, study_uid: str, series_uid: str | None, query: Query) -> Page[StoredInstance]:
+        found = [
+            i
+            for i in self._instances(study_uid, series_uid, None, with_metadata=False)
+            if query.matches(results.instance_attrs(i))
+        ]
+        return Page(*results.page(found, query))
+
+    def list_instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, with_metadata: bool = False
+    ) -> list[StoredInstance]:
+        return self._instances(study_uid, series_uid, sop_uid, with_metadata=with_metadata)
+
+
+def _before(sk: str) -> str:
+    """The largest string below ``sk`` that sort keys can reach (an inclusive bound excluding ``sk``):
+    sort keys are printable ASCII, so ``sk`` without its last character, that character lowered by
+    one, then U+FFFF."""
+    return sk[:-1] + chr(ord(sk[-1]) - 1) + "\uffff" if sk else ""
+
+
+def _after(sk: str) -> str:
+    """The smallest string above ``sk``."""
+    return sk + "\x00"
+
+
+__all__ = ["ItemIndex"]
