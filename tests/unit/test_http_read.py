@@ -88,9 +88,8 @@ def test_trailing_slash_is_the_same_resource(client, study):
 
 def test_search_with_json_accept_and_no_match(client, study):
     response = client.get("/studies", params={"PatientName": "NOBODY"}, headers={"accept": "application/json"})
-    assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
-    assert response.json() == []
+    assert response.status_code == 204  # PS3.18 §8.3.4.4.1: no match is 204 No Content, no body
+    assert response.content == b""
 
 
 def test_paging_says_more_results_exist_in_a_warning(client):

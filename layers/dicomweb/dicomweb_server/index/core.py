@@ -150,20 +150,25 @@ class ItemIndex:
         self._months |= months
         return sorted(months, reverse=True)
 
-    def _partition(self, pk: str, where: Range, first: int) -> Iterator[Item]:
-        """A posting partition newest first, read lazily in pages that start at ``first`` postings
-        and double up to ``_PAGE``."""
-        limit = first
+    def _partition(self, pk: str, where: Range, page_size: Callable[[int], int]) -> Iterator[Item]:
+        """A posting partition newest first, read lazily; ``page_size(previous)`` sizes each page."""
+        limit = page_size(0)
         while True:
             items, more = self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v"))
             yield from items
             if not more or not items:
                 return
             where = Range(low=where.low, high=_before(items[-1]["sk"]))
-            limit = min(limit * 2, _PAGE)
+            limit = page_size(limit)
 
-    def _walk(self, plan: Walk, after: str | None, first: int) -> Iterator[Item]:
-        """Every posting of the plan, newest first, once, strictly after the cursor ``after``."""
+    def _walk(self, plan: Walk, after: str | None, wanted: int) -> Iterator[Item]:
+        """Every posting of the plan, newest first, once, strictly after the cursor ``after``.
+
+        ``wanted`` is how many postings the caller expects to need: each partition of a merged group
+        reads its share of what is still wanted (plus one), so a page reads about ``wanted`` postings
+        and at most a small page more per shard; past ``wanted`` (postings that did not match), pages
+        double up to ``_PAGE``."""
+        yielded = [0]  # read live by page_size: postings handed out so far
         for group in plan.groups:
             if after and group.bucket and group.bucket > after[: len(group.bucket)]:
                 continue  # the whole bucket lies before the cursor in walking order
@@ -171,9 +176,14 @@ class ItemIndex:
             if after:
                 high = min(high, _before(after)) if high else _before(after)
             where = Range(low=group.low, high=high)
-            # Each partition holds about 1/len of the group's postings: read that share first.
-            share = -(-first // len(group.partitions)) + 1
-            streams = [self._partition(pk, where, share) for pk in group.partitions]
+            parts = len(group.partitions)
+
+            def page_size(previous: int, parts: int = parts) -> int:
+                if yielded[0] < wanted:
+                    return -(-(wanted - yielded[0]) // parts)
+                return min(max(previous * 2, 2), _PAGE)
+
+            streams = [self._partition(pk, where, page_size) for pk in group.partitions]
             last = None
             for posting in heapq.merge(*streams, key=lambda i: str(i["sk"]), reverse=True):
                 if posting["sk"] == last:  # the same study under two modalities
@@ -181,6 +191,7 @@ class ItemIndex:
                 last = posting["sk"]
                 if group.check and not str(posting.get("v", "")).startswith(group.check):
                     continue
+                yielded[0] += 1
                 yield posting
 
     def search_studies(self, query: Query) -> Page[StudySummary]:
@@ -193,7 +204,7 @@ class ItemIndex:
             items, more = results.page(found, query)
             return Page(items, more)
         wanted = query.offset + query.limit + 1
-        postings = self._walk(plan, query.after, first=min(wanted, _PAGE))
+        postings = self._walk(plan, query.after, wanted)
         matched: list[tuple[str, StudySummary]] = []
         skipped = 0
         last_seen: str | None = None

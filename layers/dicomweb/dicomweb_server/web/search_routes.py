@@ -55,6 +55,8 @@ def routes(svc: Services) -> list[Route]:
         headers = warning_header(warnings, request)
         if page.cursor is not None:
             headers["Link"] = _next_link(request, svc, query, page.cursor, page.skip)
+        if not found:  # PS3.18 §8.3.4.4.1: a search that matches nothing is 204, with no body
+            return Response(status_code=204, headers=headers)
         response = dicom_model_response(found, media, headers=headers)
         policy.check_measured(len(response.body), policy.search_answer(), svc.settings.max_response_bytes)
         return response
