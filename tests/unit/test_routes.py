@@ -89,8 +89,8 @@ def test_the_route_table_is_what_the_apps_serve():
 
 def test_a_route_added_to_the_template_alone_is_caught():
     studies = "Properties: {RestApiId: !Ref DicomwebApi, Path: /studies, Method: GET}\n"
-    extra_event = "        Extra:\n          Type: Api\n          " + studies.replace("/studies", "/series")
+    extra_event = "        Extra:\n          Type: Api\n          " + studies.replace("/studies", "/workitems")
     extra = TEMPLATE.replace(studies, studies + extra_event, 1)
     assert extra != TEMPLATE
     declared = template_routes(extra)["search"]
-    assert declared - expected_template("search", app_routes("search")) == {("GET", "/series")}
+    assert declared - expected_template("search", app_routes("search")) == {("GET", "/workitems")}

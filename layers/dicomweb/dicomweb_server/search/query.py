@@ -265,8 +265,13 @@ def parse_query(
     default_limit: int = 100,
     max_limit: int = 1000,
     read_budget: int = 2000,
+    relational: bool = False,
 ) -> Query:
-    """Parse QIDO-RS query parameters (name/value pairs, repeats allowed) or raise ``BadRequest``."""
+    """Parse QIDO-RS query parameters (name/value pairs, repeats allowed) or raise ``BadRequest``.
+
+    ``relational``: the query is not scoped to a study (``/series``, ``/instances``), so study-level
+    keys are searchable too (PS3.18 §10.6.1.2, relational queries)."""
+    searchable = _SEARCHABLE[level] | (_SEARCHABLE[Level.STUDY] if relational else set())
     predicates: dict[str, Predicate] = {}
     includes: set[str] = set()
     include_all = False
@@ -312,10 +317,10 @@ def parse_query(
                     f"unknown query parameter {name!r}: expected a DICOM keyword or tag, "
                     f"or one of {', '.join(sorted(CONTROL_PARAMS))}"
                 ) from exc
-            if key not in _SEARCHABLE[level]:
+            if key not in searchable:
                 raise BadRequest(
                     f"{dj.keyword_of(key)} ({key}) is not searchable at the {level.value} level; "
-                    f"searchable: {', '.join(sorted(dj.keyword_of(k) for k in _SEARCHABLE[level]))}"
+                    f"searchable: {', '.join(sorted(dj.keyword_of(k) for k in searchable))}"
                 )
             vr = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
             if key in predicates and predicates[key].raw != value:
@@ -335,3 +340,12 @@ def parse_query(
         after, skip = decode(token, query)
         query = replace(query, after=after, offset=skip)
     return query
+
+
+def split_study_keys(query: Query) -> tuple[Query, Query]:
+    """A relational query as (its study-level keys as a study query, the rest at its own level)."""
+    study_keys = _SEARCHABLE[Level.STUDY]
+    mine = tuple(p for p in query.predicates if p.key in study_keys)
+    rest = tuple(p for p in query.predicates if p.key not in study_keys)
+    study = Query(Level.STUDY, mine, fuzzy=query.fuzzy, read_budget=query.read_budget)
+    return study, replace(query, predicates=rest)

@@ -42,8 +42,11 @@ def series_attrs_with_aggregates(series: SeriesSummary) -> DicomJson:
     return attrs
 
 
-def series_result(series: SeriesSummary, query: Query, base_url: str) -> DicomJson:
+def series_result(series: SeriesSummary, query: Query, base_url: str, *, with_study: bool = False) -> DicomJson:
+    """``with_study`` adds StudyInstanceUID, which a series found outside its study needs."""
     attrs = _filtered(series_attrs_with_aggregates(series), query)
+    if with_study:
+        attrs["0020000D"] = dj.element("UI", series.study_uid)
     attrs[RETRIEVE_URL] = dj.element("UR", f"{base_url}/studies/{series.study_uid}/series/{series.series_uid}")
     return _sorted(attrs)
 

@@ -20,6 +20,8 @@ _INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 
 RESOURCES: dict[str, dict[str, str]] = {
     "/studies": {"GET": "search", "POST": "store"},
+    "/series": {"GET": "search"},
+    "/instances": {"GET": "search"},
     "/studies/{study}": {"GET": "retrieve", "POST": "store"},
     "/studies/{study}/metadata": {"GET": "retrieve"},
     "/studies/{study}/series": {"GET": "search"},

@@ -13,7 +13,7 @@ from ..errors import NotFound
 from ..formats.media import negotiate_dicom_model
 from ..ports import Page
 from ..retrieve import size_policy as policy
-from ..search import continuation, results
+from ..search import continuation, relational, results
 from ..search import query as qido
 from .http import base_url, dicom_model_response, path_uid, warning_header
 from .services import Services
@@ -25,13 +25,14 @@ def _media(request: Request) -> str:
     return negotiate_dicom_model(request.headers.get("accept"), "the search result")
 
 
-def _query(request: Request, svc: Services, level: qido.Level) -> qido.Query:
+def _query(request: Request, svc: Services, level: qido.Level, *, relational: bool = False) -> qido.Query:
     return qido.parse_query(
         list(request.query_params.multi_items()),
         level,
         default_limit=svc.settings.qido_default_limit,
         max_limit=svc.settings.qido_max_limit,
         read_budget=svc.settings.qido_read_budget,
+        relational=relational,
     )
 
 
@@ -90,8 +91,23 @@ def routes(svc: Services) -> list[Route]:
         base = base_url(request, svc.settings)
         return respond(request, query, media, [results.instance_result(i, query, base) for i in page.items], page)
 
+    def all_series(request: Request) -> Response:
+        media, query = _media(request), _query(request, svc, qido.Level.SERIES, relational=True)
+        page = relational.search_series(svc.index, query)
+        base = base_url(request, svc.settings)
+        found = [results.series_result(s, query, base, with_study=True) for s in page.items]
+        return respond(request, query, media, found, page)
+
+    def all_instances(request: Request) -> Response:
+        media, query = _media(request), _query(request, svc, qido.Level.INSTANCE, relational=True)
+        page = relational.search_instances(svc.index, query)
+        base = base_url(request, svc.settings)
+        return respond(request, query, media, [results.instance_result(i, query, base) for i in page.items], page)
+
     return [
         Route("/studies", studies, methods=["GET"]),
+        Route("/series", all_series, methods=["GET"]),
+        Route("/instances", all_instances, methods=["GET"]),
         Route("/studies/{study}/series", series, methods=["GET"]),
         Route("/studies/{study}/instances", instances, methods=["GET"]),
         Route("/studies/{study}/series/{series}/instances", instances, methods=["GET"]),

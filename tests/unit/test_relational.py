@@ -1,0 +1,99 @@
+"""Relational queries at the root resources (PS3.18 §10.6.1.2): study-level keys at /series and
+/instances, paging through limit/offset and the continuation, against a brute-force filter."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.memory import MemoryIndex
+from dicomweb_server.search import continuation, relational
+from dicomweb_server.search.query import Level, parse_query
+from dicomweb_server.search.results import series_attrs_with_aggregates, study_attrs_with_aggregates
+from dicomweb_server.settings import Settings
+from dicomweb_server.web import create_app
+from tests.archive import record, studies
+
+SERIES, INSTANCES = 3, 2
+
+
+@pytest.fixture(scope="module")
+def index() -> MemoryIndex:
+    index = MemoryIndex()
+    for spec in studies(150, seed=11):
+        for se in range(SERIES):
+            for i in range(INSTANCES):
+                index.add_instance(record(spec, se, i))
+    return index
+
+
+def expected_series(index: MemoryIndex, params) -> list[str]:  # type: ignore[no-untyped-def]
+    """Brute force: every study newest first, each study's matching series in series order."""
+    q = parse_query(params, Level.SERIES, relational=True)
+    everything = index.search_studies(parse_query([("limit", "1000")], Level.STUDY, max_limit=1000, read_budget=10**6))
+    out = []
+    for study in everything.items:
+        study_attrs = study_attrs_with_aggregates(study)
+        for series in index.search_series(study.study_uid, parse_query([], Level.SERIES)).items:
+            attrs = {**study_attrs, **series_attrs_with_aggregates(series)}
+            if q.matches(attrs):
+                out.append(series.series_uid)
+    return out
+
+
+def walk(index: MemoryIndex, search, params, limit: int, budget: int = 2000) -> list[str]:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    token = None
+    for _ in range(10_000):
+        extra = [("continuation", token)] if token else []
+        level = Level.SERIES if search is relational.search_series else Level.INSTANCE
+        q = parse_query(params + [("limit", str(limit))] + extra, level, relational=True, read_budget=budget)
+        page = search(index, q)
+        seen += [getattr(r, "series_uid" if level is Level.SERIES else "sop_uid") for r in page.items]
+        if page.cursor is None:
+            return seen
+        token = continuation.encode(q, page.cursor, page.skip)
+    raise AssertionError("the walk did not end")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("Modality", "CT")],
+        [("PatientName", "S*")],
+        [("PatientName", "S*"), ("SeriesNumber", "2")],
+        [("StudyDate", "20100101-20181231"), ("Modality", "MR")],
+        [],
+    ],
+    ids=lambda p: "&".join(f"{k}={v}" for k, v in p) or "all",
+)
+@pytest.mark.parametrize("limit", [1, 4, 50])
+def test_root_series_walk_every_match_once_in_order(index, params, limit) -> None:
+    expected = expected_series(index, params)
+    assert expected
+    assert walk(index, relational.search_series, params, limit) == expected
+    assert walk(index, relational.search_series, params, limit, budget=40) == expected  # budget stops, continues
+
+
+def test_root_instances_take_study_series_and_instance_keys(index) -> None:
+    spec = next(iter(studies(150, seed=11)))
+    params = [("PatientID", spec.patient_id), ("SeriesNumber", "3"), ("InstanceNumber", "2")]
+    found = walk(index, relational.search_instances, params, 10)
+    assert found == [f"{spec.study_uid}.3.2"]
+    everything = walk(index, relational.search_instances, [("PatientID", spec.patient_id)], 4)
+    assert len(everything) == SERIES * INSTANCES
+
+
+def test_root_resources_over_http(index) -> None:
+    client = TestClient(create_app(Settings(bucket_name="b", table_name="t"), index=index, blobs=MemoryBlobStore()))
+    spec = next(iter(studies(150, seed=11)))
+    r = client.get("/series", params={"PatientID": spec.patient_id})
+    assert r.status_code == 200
+    assert {s["0020000D"]["Value"][0] for s in r.json()} == {spec.study_uid}  # study UID with every series
+    assert [s["0020000E"]["Value"][0] for s in r.json()] == [f"{spec.study_uid}.{n}" for n in (1, 2, 3)]
+    r = client.get("/instances", params={"PatientID": spec.patient_id, "Modality": spec.modality, "limit": "4"})
+    assert r.status_code == 200 and len(r.json()) == 4 and 'rel="next"' in r.headers["link"]
+    assert client.get("/series", params={"PatientID": "NOBODY"}).status_code == 204
+    r = client.get("/series", params={"Colour": "blue"})
+    assert r.status_code == 400 and "unknown query parameter 'Colour'" in r.json()["message"]
