@@ -38,6 +38,12 @@ def study_matches(attrs, **params):
         ([("StudyDate", "2024-01-05")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyDate", "yesterday")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyTime", "noon")], Level.STUDY, "is not a DICOM time"),
+        ([("StudyDate", "20231345")], Level.STUDY, "20231345 is not a calendar date"),  # PS3.5 §6.2 DA
+        ([("StudyDate", "20230229-20231231")], Level.STUDY, "20230229 is not a calendar date"),
+        ([("StudyTime", "250000")], Level.STUDY, "250000 is not a time of day"),  # PS3.5 §6.2 TM
+        ([("StudyTime", "1261")], Level.STUDY, "1261 is not a time of day"),
+        ([("continuation", "x"), ("offset", "3")], Level.STUDY, "offset does not go with continuation"),
+        ([("continuation", "not-a-token")], Level.STUDY, "not a token this server issued"),
         ([("StudyInstanceUID", "1.2.abc")], Level.STUDY, "not a valid UID"),
         ([("StudyInstanceUID", "1.2.3,1..4")], Level.STUDY, "'1..4' is not a valid UID"),
         ([("SeriesNumber", "two")], Level.SERIES, "is not a number"),

@@ -14,6 +14,7 @@ comma- or backslash-separated lists; dates and times take ranges ``a-b``, ``-b``
 
 from __future__ import annotations
 
+import datetime
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -89,6 +90,14 @@ def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit() or c == ".")
 
 
+def _is_calendar_date(yyyymmdd: str) -> bool:
+    try:
+        datetime.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
 def _time_key(text: str) -> float:
     text = text.replace(":", "").strip()
     whole, _, frac = text.partition(".")
@@ -134,10 +143,15 @@ class Predicate:
                 digits = _digits(part).replace(".", "")
                 if part and (len(digits) != 8 or not digits.isdigit()):
                     raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: dates are YYYYMMDD or ranges a-b")
+                if part and not _is_calendar_date(digits):
+                    raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: {digits} is not a calendar date")
         if self.vr == "TM" and not self.universal:
             for part in self.date_range or (self.raw,):
                 if part:
                     _time_key(part)
+                    hhmmss = (part.replace(":", "").split(".")[0] + "0000")[:6]
+                    if not hhmmss.isdigit() or int(hhmmss[:2]) > 23 or int(hhmmss[2:4]) > 59 or int(hhmmss[4:]) > 60:
+                        raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: {part} is not a time of day")
         if self.vr == "UI" and not self.universal:
             for uid in self.choices:
                 validate_uid(uid, dj.keyword_of(self.key))
