@@ -133,7 +133,7 @@ def test_search_in_an_unknown_study_is_404(client):
         ({"Foo": "bar"}, "unknown query parameter 'Foo'"),
         ({"StudyDate": "2024-01"}, "dates are YYYYMMDD"),
         ({"limit": "many"}, "is not a whole number"),
-        ({"Modality": "CT"}, "not searchable at the study level"),
+        ({"ReferencedSeriesSequence": "x"}, "sequence matching is not supported"),
     ],
 )
 def test_bad_query_is_400_with_a_json_error(memory_client, params, message):
@@ -143,6 +143,12 @@ def test_bad_query_is_400_with_a_json_error(memory_client, params, message):
     body = response.json()
     assert body["status"] == 400 and body["error"] == "Bad Request"
     assert message in body["message"]
+
+
+def test_a_key_the_level_cannot_match_is_ignored_with_a_warning(memory_client):
+    response = memory_client.get("/studies", params={"Modality": "CT"})
+    assert response.status_code == 204  # nothing stored; the key did not make it a 400
+    assert "Modality (00080060) cannot be matched at the study level and was ignored" in response.headers["Warning"]
 
 
 @pytest.mark.parametrize("path", ["/studies", "/studies/1.2.3/series", "/studies/1.2.3/metadata"])

@@ -28,12 +28,27 @@ def study_matches(attrs, **params):
 
 
 @pytest.mark.parametrize(
+    "params, level, name",
+    [
+        ([("Modality", "CT")], Level.STUDY, "Modality (00080060)"),  # a series attribute, asked of studies
+        ([("PixelData", "x")], Level.INSTANCE, "PixelData (7FE00010)"),
+        ([("Rows", "512")], Level.STUDY, "Rows (00280010)"),
+    ],
+)
+def test_a_known_attribute_the_level_cannot_match_is_ignored_with_a_warning(params, level, name):
+    """PS3.18 §8.3.4: an attribute the server recognises but does not support for matching is
+    ignored, and a Warning names it (never silently)."""
+    query = parse_query(params, level)
+    assert query.predicates == ()
+    assert [w for w in query.warnings if name in w and "cannot be matched" in w]
+
+
+@pytest.mark.parametrize(
     "params, level, message",
     [
         ([("Foo", "x")], Level.STUDY, "unknown query parameter 'Foo'"),
         ([("PatientNam", "x")], Level.STUDY, "unknown query parameter"),
-        ([("Modality", "CT")], Level.STUDY, "Modality (00080060) is not searchable at the study level"),
-        ([("PixelData", "x")], Level.INSTANCE, "is not searchable at the instance level"),
+        ([("ReferencedSeriesSequence", "x")], Level.STUDY, "sequence matching is not supported"),
         ([("StudyDate", "2024")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyDate", "2024-01-05")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyDate", "yesterday")], Level.STUDY, "dates are YYYYMMDD"),

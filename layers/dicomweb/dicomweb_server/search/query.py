@@ -332,10 +332,14 @@ def parse_query(
                     f"or one of {', '.join(sorted(CONTROL_PARAMS))}"
                 ) from exc
             if key not in searchable:
-                raise BadRequest(
-                    f"{dj.keyword_of(key)} ({key}) is not searchable at the {level.value} level; "
-                    f"searchable: {', '.join(sorted(dj.keyword_of(k) for k in searchable))}"
+                vr_of = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+                if vr_of == "SQ":
+                    raise BadRequest(f"sequence matching is not supported ({dj.keyword_of(key)})")
+                # A DICOM attribute this level does not hold: ignored, and said so (never silently).
+                warnings.append(
+                    f"{dj.keyword_of(key)} ({key}) cannot be matched at the {level.value} level and was ignored"
                 )
+                continue
             vr = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
             if key in predicates and predicates[key].raw != value:
                 raise BadRequest(f"{dj.keyword_of(key)} is given twice with different values")
