@@ -63,6 +63,12 @@ def test_aggregates_count_series_instances_and_modalities(backend):
     assert index.get_study(generate_uid()) is None
     series, _ = pair(index.search_series(study, parse_query([], Level.SERIES)))
     assert {s.series_uid: s.instance_count for s in series} == {ct_series: 3, mr_series: 1}
+    # SOPClassesInStudy (0008,0062): every SOP class stored in the study, once
+    assert summary.sop_classes == tuple(sorted({"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"}))
+    found, _ = pair(
+        index.search_studies(parse_query([("SOPClassesInStudy", "1.2.840.10008.5.1.4.1.1.4")], Level.STUDY))
+    )
+    assert [s.study_uid for s in found] == [study]
 
 
 # -- searching studies -----------------------------------------------------------------------------------

@@ -83,6 +83,8 @@ class StudySummary:
     modalities: tuple[str, ...]
     series_count: int
     instance_count: int
+    #: SOPClassesInStudy (0008,0062).
+    sop_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

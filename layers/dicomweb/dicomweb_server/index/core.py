@@ -95,7 +95,11 @@ class ItemIndex:
             ),
         ]
         if study is not None:
-            add: dict[str, int | set[str]] = {"n_inst": 1, "series": {record.series_uid}}
+            add: dict[str, int | set[str]] = {
+                "n_inst": 1,
+                "series": {record.series_uid},
+                "classes": {record.sop_class_uid},
+            }
             if mods:
                 add["mods"] = mods
             actions.append(Update(pk, META, add=add, if_exists=True))
@@ -109,6 +113,7 @@ class ItemIndex:
             "attrs": json.dumps(record.study),
             "n_inst": 1,
             "series": {record.series_uid},
+            "classes": {record.sop_class_uid},
             "sort": sort14,
         }
         if mods:
@@ -129,6 +134,7 @@ class ItemIndex:
             modalities=tuple(sorted(item.get("mods", set()))),
             series_count=len(item.get("series", set())),
             instance_count=int(item.get("n_inst", 0)),
+            sop_classes=tuple(sorted(item.get("classes", set()))),
         )
 
     def get_study(self, study_uid: str) -> StudySummary | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..formats import dicom_json as dj
 from ..records import DicomJson, SeriesSummary, StoredInstance, StudySummary
-from .query import MODALITIES_IN_STUDY, RETRIEVE_URL, Query
+from .query import MODALITIES_IN_STUDY, RETRIEVE_URL, SOP_CLASSES_IN_STUDY, Query
 
 
 def _filtered(attrs: DicomJson, query: Query) -> DicomJson:
@@ -20,12 +20,15 @@ def _sorted(attrs: DicomJson) -> DicomJson:
 
 
 def study_attrs_with_aggregates(study: StudySummary) -> DicomJson:
-    """A study's stored attributes plus the computed ones (ModalitiesInStudy, counts, availability)."""
+    """A study's stored attributes plus the computed ones (ModalitiesInStudy, SOPClassesInStudy,
+    counts, availability)."""
     attrs = dict(study.attrs)
     attrs[MODALITIES_IN_STUDY] = dj.element("CS", *sorted(study.modalities))
     attrs["00201206"] = dj.element("IS", study.series_count)
     attrs["00201208"] = dj.element("IS", study.instance_count)
     attrs["00080056"] = dj.element("CS", "ONLINE")
+    if study.sop_classes:
+        attrs[SOP_CLASSES_IN_STUDY] = dj.element("UI", *sorted(study.sop_classes))
     return attrs
 
 
