@@ -16,7 +16,7 @@ from ..errors import ServiceUnavailable
 from ..ports import AddOutcome, Page
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from ..search import results
-from ..search.ordering import instance_order, series_order, study_sort_text
+from ..search.ordering import instance_order, series_order, study_order, study_sort_text
 from ..search.query import Query
 from . import keys
 from .items import Action, ConditionFailed, Contention, Item, ItemStore, Put, Range, Update
@@ -26,8 +26,6 @@ from .plan import ByUids, Walk, plan_studies
 _RETRIES = 6
 #: Postings read per Query after the first page of a partition.
 _PAGE = 100
-#: Most keys one BatchGetItem takes.
-_BATCH = 100
 
 
 class ItemIndex:
@@ -142,13 +140,8 @@ class ItemIndex:
         return self._study(got) if got else None
 
     def _hydrate(self, study_uids: list[str]) -> dict[str, StudySummary]:
-        found: dict[str, StudySummary] = {}
-        for start in range(0, len(study_uids), _BATCH):
-            wanted = [(study_pk(u), META) for u in study_uids[start : start + _BATCH]]
-            for item in self.store.batch_get(wanted):
-                summary = self._study(item)
-                found[summary.study_uid] = summary
-        return found
+        items = self.store.batch_get([(study_pk(u), META) for u in study_uids])
+        return {summary.study_uid: summary for summary in map(self._study, items)}
 
     def _catalog_months(self) -> list[str]:
         got = self.store.get(*keys.CATALOG)
@@ -206,7 +199,7 @@ class ItemIndex:
         if isinstance(plan, ByUids):
             hydrated = self._hydrate(list(plan.uids))
             found = [s for s in hydrated.values() if query.matches(results.study_attrs_with_aggregates(s))]
-            found.sort(key=lambda s: (study_sort_text(s.attrs), s.study_uid), reverse=True)
+            found.sort(key=study_order, reverse=True)
             items, more = results.page(found, query)
             return Page(items, more)
         wanted = query.offset + query.limit + 1
