@@ -97,3 +97,20 @@ def test_root_resources_over_http(index) -> None:
     assert client.get("/series", params={"PatientID": "NOBODY"}).status_code == 204
     r = client.get("/series", params={"Colour": "blue"})
     assert r.status_code == 400 and "unknown query parameter 'Colour'" in r.json()["message"]
+
+
+def test_a_bare_series_or_sop_instance_uid_reads_its_lookup_posting_not_the_archive(index) -> None:
+    spec = list(studies(150, seed=11))[77]
+    series_uid, sop_uid = f"{spec.study_uid}.2", f"{spec.study_uid}.3.1"
+    before = index.store.reads
+    page = relational.search_series(
+        index, parse_query([("SeriesInstanceUID", series_uid)], Level.SERIES, relational=True)
+    )
+    assert [s.series_uid for s in page.items] == [series_uid]
+    assert index.store.reads - before < 20  # lookup posting, catalog-free UID plan, the study's series
+    page = relational.search_instances(
+        index, parse_query([("SOPInstanceUID", sop_uid)], Level.INSTANCE, relational=True)
+    )
+    assert [i.sop_uid for i in page.items] == [sop_uid]
+    missing = parse_query([("SOPInstanceUID", "1.2.3.4.5.6")], Level.INSTANCE, relational=True)
+    assert relational.search_instances(index, missing).items == []

@@ -83,6 +83,10 @@ class MetadataIndex(Protocol):
         """Matching instances of a study or series, by series then InstanceNumber then UID."""
         ...
 
+    def studies_holding(self, kind: str, uids: tuple[str, ...]) -> list[str]:
+        """The studies that hold these series (``kind="SE"``) or SOP instances (``kind="IN"``)."""
+        ...
+
     def list_instances(
         self,
         study_uid: str,

@@ -84,6 +84,7 @@ class ItemIndex:
         sort14 = self._sort14(record, study)
         actions: list[Action] = [
             Put(instance, if_absent=True),
+            *(Put(p) for p in keys.lookup_postings(record)),
             Update(
                 pk,
                 series_sk(record.series_uid),
@@ -228,6 +229,14 @@ class ItemIndex:
                 spent = self.store.reads - start
                 left = query.offset - skipped
                 return Page([s for _, s in matched], True, cursor=last_seen, budget_spent=spent, skip=left)
+
+    def studies_holding(self, kind: str, uids: tuple[str, ...]) -> list[str]:
+        """The studies that hold these series (``kind="SE"``) or instances (``"IN"``)."""
+        found: dict[str, None] = {}
+        for uid in uids:
+            items, _ = self.store.query(f"P#{kind}#{uid}", limit=10, attrs=("study",))
+            found.update(dict.fromkeys(str(i["study"]) for i in items))
+        return list(found)
 
     # -- reads: series and instances ------------------------------------------------------------
 

@@ -139,3 +139,13 @@ def prefixes(value: str, *, names: bool = False) -> list[str]:
 def modality_postings(modality: str, sort14: str, study_uid: str) -> list[dict[str, Any]]:
     pk = modality_partition(modality, month_of(sort14), shard_of(study_uid))
     return [{"pk": pk, "sk": posting_sk(sort14, study_uid), "study": study_uid}]
+
+
+def lookup_postings(record: InstanceRecord) -> list[dict[str, Any]]:
+    """Where a series and an instance live (``P#SE#{series}``, ``P#IN#{sop}``): what a bare
+    SeriesInstanceUID or SOPInstanceUID at ``/series`` or ``/instances`` reads first. Written with
+    every instance (an identical Put when the series' posting exists already)."""
+    return [
+        {"pk": f"P#SE#{record.series_uid}", "sk": record.study_uid, "study": record.study_uid},
+        {"pk": f"P#IN#{record.sop_uid}", "sk": f"{record.study_uid}#{record.series_uid}", "study": record.study_uid},
+    ]
