@@ -114,3 +114,23 @@ def test_a_bare_series_or_sop_instance_uid_reads_its_lookup_posting_not_the_arch
     assert [i.sop_uid for i in page.items] == [sop_uid]
     missing = parse_query([("SOPInstanceUID", "1.2.3.4.5.6")], Level.INSTANCE, relational=True)
     assert relational.search_instances(index, missing).items == []
+
+
+@pytest.mark.parametrize("limit", [1, 7, 1000])
+def test_a_list_of_study_or_series_uids_is_walked_to_the_end(index, limit) -> None:
+    """Found by review: a UID-list plan ignored the cursor (pages repeated) and more than one step of
+    studies was cut off silently."""
+    specs = list(studies(150, seed=11))[:40]
+    uids = "\\".join(s.study_uid for s in specs)
+    seen = walk(index, relational.search_series, [("StudyInstanceUID", uids)], limit)
+    assert len(seen) == len(set(seen)) == 40 * SERIES
+    series = "\\".join(f"{s.study_uid}.1" for s in specs[:30])
+    seen = walk(index, relational.search_series, [("SeriesInstanceUID", series)], limit)
+    assert sorted(seen) == sorted(f"{s.study_uid}.1" for s in specs[:30])
+
+
+def test_a_forged_cursor_before_a_date_range_is_an_empty_page_not_an_error(index) -> None:
+    q = parse_query([("StudyDate", "20240101-")], Level.STUDY)
+    token = continuation.encode(q, "00000000000000#1")
+    page = index.search_studies(parse_query([("StudyDate", "20240101-"), ("continuation", token)], Level.STUDY))
+    assert page.items == [] and not page.more

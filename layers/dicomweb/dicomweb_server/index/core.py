@@ -175,6 +175,8 @@ class ItemIndex:
             high = group.high
             if after:
                 high = min(high, _before(after)) if high else _before(after)
+            if group.low is not None and high is not None and high < group.low:
+                continue  # the cursor lies before this group's range: nothing of it is left
             where = Range(low=group.low, high=high)
             parts = len(group.partitions)
 
@@ -201,8 +203,10 @@ class ItemIndex:
             hydrated = self._hydrate(list(plan.uids))
             found = [s for s in hydrated.values() if query.matches(results.study_attrs_with_aggregates(s))]
             found.sort(key=study_order, reverse=True)
+            if query.after:  # the same keyset order as every posting walk
+                found = [s for s in found if _sort_key(s) < query.after]
             items, more = results.page(found, query)
-            return Page(items, more)
+            return Page(items, more, cursor=_sort_key(items[-1]) if more and items else None)
         wanted = query.offset + query.limit + 1
         postings = self._walk(plan, query.after, wanted)
         matched: list[tuple[str, StudySummary]] = []
@@ -304,6 +308,11 @@ class ItemIndex:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, with_metadata: bool = False
     ) -> list[StoredInstance]:
         return self._instances(study_uid, series_uid, sop_uid, with_metadata=with_metadata)
+
+
+def _sort_key(study: StudySummary) -> str:
+    """A study's place in the newest-first order, as its postings' sort keys spell it."""
+    return keys.posting_sk(study_sort_text(study.attrs), study.study_uid)
 
 
 def _before(sk: str) -> str:

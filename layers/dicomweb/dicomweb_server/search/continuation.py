@@ -2,9 +2,10 @@
 carries where the next page starts and a fingerprint of the query it belongs to.
 
 The token is base64url of ``{"c": cursor, "o": matches still to skip, "f": fingerprint}`` (``o`` is
-set when the read budget ran out while an ``offset`` was being skipped). It is only ever used as a bound on a
-sort key (never as an expression), and a token that is not one of ours, or belongs to another
-query, is a 400.
+set when the read budget ran out while an ``offset`` was being skipped). It is only ever used as a
+bound on a sort key (never as an expression). A malformed token, or one whose fingerprint is not
+this query's, is a 400. The token is not signed: a client can build a well-formed one, which only
+moves where its own page starts.
 """
 
 from __future__ import annotations
