@@ -57,6 +57,18 @@ def studies(count: int, *, seed: int = 7, first: int = 0) -> Iterator[StudySpec]
         )
 
 
+#: Ideographic groups for some families, so names are also found by their kanji (PS3.5 §6.2.1).
+IDEOGRAPHIC = {"TANAKA": "田中", "NAKAMURA": "中村"}
+
+
+def _person(name: str) -> dict[str, str]:
+    family, _, given = name.partition("^")
+    groups = {"Alphabetic": name}
+    if family in IDEOGRAPHIC:
+        groups["Ideographic"] = f"{IDEOGRAPHIC[family]}^{given}"
+    return groups
+
+
 def _text(vr: str, value: str) -> dict[str, object]:
     return {"vr": vr, "Value": [value]}
 
@@ -70,7 +82,7 @@ def record(spec: StudySpec, series: int = 0, instance: int = 0) -> InstanceRecor
         "00080030": _text("TM", spec.time),
         "00080050": _text("SH", spec.accession),
         "00081030": _text("LO", spec.description),
-        "00100010": {"vr": "PN", "Value": [{"Alphabetic": spec.name}]},
+        "00100010": {"vr": "PN", "Value": [_person(spec.name)]},
         "00100020": _text("LO", spec.patient_id),
         "0020000D": _text("UI", spec.study_uid),
     }

@@ -133,7 +133,7 @@ def test_search_in_an_unknown_study_is_404(client):
         ({"Foo": "bar"}, "unknown query parameter 'Foo'"),
         ({"StudyDate": "2024-01"}, "dates are YYYYMMDD"),
         ({"limit": "many"}, "is not a whole number"),
-        ({"ReferencedSeriesSequence": "x"}, "sequence matching is not supported"),
+        ({"Foo.Bar": "x"}, "unknown query parameter 'Foo.Bar'"),
     ],
 )
 def test_bad_query_is_400_with_a_json_error(memory_client, params, message):

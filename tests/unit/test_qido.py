@@ -33,6 +33,8 @@ def study_matches(attrs, **params):
         ([("Modality", "CT")], Level.STUDY, "Modality (00080060)"),  # a series attribute, asked of studies
         ([("PixelData", "x")], Level.INSTANCE, "PixelData (7FE00010)"),
         ([("Rows", "512")], Level.STUDY, "Rows (00280010)"),
+        ([("ReferencedSeriesSequence", "x")], Level.STUDY, "ReferencedSeriesSequence (00081115)"),
+        ([("RequestAttributesSequence.ScheduledProcedureStepID", "x")], Level.STUDY, "RequestAttributesSequence"),
     ],
 )
 def test_a_known_attribute_the_level_cannot_match_is_ignored_with_a_warning(params, level, name):
@@ -48,7 +50,9 @@ def test_a_known_attribute_the_level_cannot_match_is_ignored_with_a_warning(para
     [
         ([("Foo", "x")], Level.STUDY, "unknown query parameter 'Foo'"),
         ([("PatientNam", "x")], Level.STUDY, "unknown query parameter"),
-        ([("ReferencedSeriesSequence", "x")], Level.STUDY, "sequence matching is not supported"),
+        ([("RequestAttributesSequence", "x")], Level.SERIES, "name an attribute inside the sequence"),
+        ([("PatientID.PatientName", "x")], Level.STUDY, "PatientID is not a sequence"),
+        ([("RequestAttributesSequence.Nope", "x")], Level.SERIES, "unknown query parameter"),
         ([("StudyDate", "2024")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyDate", "2024-01-05")], Level.STUDY, "dates are YYYYMMDD"),
         ([("StudyDate", "yesterday")], Level.STUDY, "dates are YYYYMMDD"),
@@ -308,3 +312,92 @@ def test_series_result_has_its_instance_count_and_url():
 def test_page_applies_offset_and_limit_and_says_whether_more_exist(limit, offset, expected, more):
     query = parse_query([("limit", str(limit)), ("offset", str(offset))], Level.STUDY)
     assert page(list(range(5)), query) == (expected, more)
+
+
+# -- sequence matching (PS3.4 C.2.2.2.6; PS3.18 Table 6.7.1-1 lists it at the series level) -----------
+
+REQUEST = {
+    "00400275": {
+        "vr": "SQ",
+        "Value": [
+            {"00400009": {"vr": "SH", "Value": ["SPS-1"]}, "00401001": {"vr": "SH", "Value": ["RP-7"]}},
+            {"00400009": {"vr": "SH", "Value": ["SPS-2"]}},
+        ],
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("RequestAttributesSequence.ScheduledProcedureStepID", "SPS-2", True),  # any item matches
+        ("RequestAttributesSequence.ScheduledProcedureStepID", "SPS-*", True),  # wildcards inside
+        ("RequestAttributesSequence.RequestedProcedureID", "RP-7", True),
+        ("00400275.00401001", "RP-7", True),  # tags work as keywords do
+        ("RequestAttributesSequence.RequestedProcedureID", "RP-8", False),
+        ("RequestAttributesSequence.ScheduledProcedureStepID", "SPS-3", False),
+    ],
+)
+def test_sequence_matching_finds_a_series_when_some_item_matches(key, value, expected):
+    assert matches(Level.SERIES, REQUEST, **{key: value}) is expected
+    assert matches(Level.SERIES, {}, **{key: value}) is False  # no sequence: no match
+
+
+def test_a_sequence_key_returns_the_sequence_and_an_empty_one_asks_for_it():
+    query = parse_query([("RequestAttributesSequence.ScheduledProcedureStepID", "SPS-1")], Level.SERIES)
+    assert query.wants("00400275")
+    universal = parse_query([("RequestAttributesSequence", "")], Level.SERIES)
+    assert universal.predicates == () and universal.wants("00400275")
+
+
+# -- combined date and time (PS3.4 C.2.2.2.5.1) -------------------------------------------------------
+
+
+def when(date, time=None):
+    attrs = {STUDY_DATE: {"vr": "DA", "Value": [date]}}
+    if time is not None:
+        attrs[STUDY_TIME] = {"vr": "TM", "Value": [time]}
+    return attrs
+
+
+@pytest.mark.parametrize(
+    "date, time, expected",
+    [
+        ("20230101", "130000", True),  # after noon on the first day
+        ("20230101", "110000", False),  # before noon on the first day
+        ("20230103", "020000", True),  # any time on a middle day (each range alone would refuse it)
+        ("20230105", "075959", True),
+        ("20230105", "090000", False),  # after 8 a.m. on the last day
+        ("20230106", "010000", False),
+        ("20230101", None, False),  # midnight: before noon
+    ],
+)
+def test_study_date_and_time_ranges_combine_into_one_date_time_range(date, time, expected):
+    params = {"StudyDate": "20230101-20230105", "StudyTime": "120000-080000"}
+    assert study_matches(when(date, time), **params) is expected
+
+
+def test_combined_ranges_may_be_open_and_need_a_date():
+    assert study_matches(when("20230101", "130000"), StudyDate="20230101-", StudyTime="120000-")
+    assert not study_matches(when("20230101", "110000"), StudyDate="20230101-", StudyTime="120000-")
+    assert study_matches(when("19990101", "235959"), StudyDate="-20230105", StudyTime="-080000")
+    assert not study_matches({STUDY_TIME: {"vr": "TM", "Value": ["130000"]}}, StudyDate="-20230105", StudyTime="-1")
+
+
+def test_a_date_range_with_a_single_time_matches_each_separately():
+    # Only two ranges combine; a range and a single value are two independent conditions.
+    assert study_matches(when("20230103", "120000"), StudyDate="20230101-20230105", StudyTime="120000")
+    assert not study_matches(when("20230103", "130000"), StudyDate="20230101-20230105", StudyTime="120000")
+
+
+# -- person names in every component group (PS3.5 §6.2.1) ----------------------------------------------
+
+
+def test_a_name_matches_by_its_ideographic_and_phonetic_groups_too():
+    attrs = {PATIENT_NAME: {"vr": "PN", "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎",
+                                                   "Phonetic": "やまだ^たろう"}]}}  # fmt: skip
+    assert study_matches(attrs, PatientName="山田*")
+    assert study_matches(attrs, PatientName="山田^太郎")
+    assert study_matches(attrs, PatientName="やまだ")
+    assert study_matches(attrs, PatientName="YAMADA")
+    assert not study_matches(attrs, PatientName="山本*")

@@ -263,3 +263,22 @@ def test_a_forged_or_stale_continuation_is_a_400(http, token, message) -> None:
         token = continuation.encode(other, "20200101000000#1.2.3")
     r = client.get("/studies", params={"ModalitiesInStudy": "CT", "continuation": token})
     assert r.status_code == 400 and message in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("PatientName", "田中*")],  # an Ideographic group has its own prefix postings
+        [("PatientName", "中村^JOHN")],
+        [("StudyDate", "20100101-20121231"), ("StudyTime", "120000-080000")],  # one date-time range
+        [("StudyDate", "-20050630"), ("StudyTime", "-060000"), ("ModalitiesInStudy", "CT")],
+    ],
+    ids=["ideographic-prefix", "ideographic-name", "combined-range", "combined-open"],
+)
+def test_names_in_every_group_and_combined_date_time_ranges_page_like_a_brute_force_filter(small, params) -> None:
+    index, specs = small
+    expected = brute_force(index, specs, query(params))
+    assert expected, params
+    for limit, budget in ((7, 40), (50, 2000)):
+        seen, _ = walk_continuation(index, params, limit, budget)
+        assert seen == expected, (params, limit, budget)

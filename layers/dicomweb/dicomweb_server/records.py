@@ -28,7 +28,7 @@ STUDY_EXTRA = (
 #: Series level (PS3.18 Table 10.6.3-4 and common display attributes).
 SERIES_DEFAULT = (
     "Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
-    "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+    "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "RequestAttributesSequence",
 )  # fmt: skip
 SERIES_EXTRA = (
     "SeriesDate", "SeriesTime", "BodyPartExamined", "Laterality", "ProtocolName", "Manufacturer",

@@ -60,6 +60,18 @@ def text_values(attrs: DicomJson, key: str) -> list[str]:
     return out
 
 
+def pn_groups(attrs: DicomJson, key: str) -> list[str]:
+    """Every non-empty component group (Alphabetic, Ideographic, Phonetic) of a person name's values,
+    so ``山田*`` finds ``Yamada^Tarou=山田^太郎`` as ``Yamada*`` does."""
+    out: list[str] = []
+    for value in values(attrs, key):
+        if isinstance(value, dict):
+            out += [str(value[g]) for g in ("Alphabetic", "Ideographic", "Phonetic") if value.get(g)]
+        elif value:
+            out.append(str(value))
+    return out
+
+
 def element(vr: str, *vals: Any) -> DicomJson:
     return {"vr": vr, "Value": list(vals)} if vals else {"vr": vr}
 

@@ -191,7 +191,7 @@ class ItemIndex:
                 if posting["sk"] == last:  # the same study under two modalities
                     continue
                 last = posting["sk"]
-                if group.check and not str(posting.get("v", "")).startswith(group.check):
+                if group.check and not any(v.startswith(group.check) for v in str(posting.get("v", "")).split("\n")):
                     continue
                 yielded[0] += 1
                 yield posting

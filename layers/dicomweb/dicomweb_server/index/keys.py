@@ -109,18 +109,19 @@ def study_postings(record: InstanceRecord, sort14: str) -> list[dict[str, Any]]:
         return item
 
     out = [posting(date_partition(month_of(sort14), shard))]
-    values: list[tuple[str | None, str, str]] = [
-        (exact, prefix, str(dj.first(study, tag, "") or "").strip()) for tag, exact, prefix in TEXT_KEYS
-    ]
-    names = dj.text_values(study, "00100010")
-    values.append((None, "PNP", normalize_pn(names[0]) if names else ""))
-    for exact, prefix, value in values:
-        if not value:
-            continue
-        if exact is not None:  # names have no exact partition: SIIM^JOE also matches SIIM^JOE^M
+    for tag, exact, prefix in TEXT_KEYS:
+        value = str(dj.first(study, tag, "") or "").strip()
+        if value:
             out.append(posting(exact_partition(exact, value)))
-        for start in prefixes(value, names=exact is None):
-            out.append(posting(prefix_partition(prefix, start, year, shard), value))
+            out += [posting(prefix_partition(prefix, start, year, shard), value) for start in prefixes(value)]
+    # Names have no exact partition (SIIM^JOE also matches SIIM^JOE^M). Every component group
+    # (Alphabetic, Ideographic, Phonetic) is indexed; a partition two groups share holds one posting
+    # whose ``v`` lists both, one per line (text values hold no control characters).
+    names: dict[str, list[str]] = {}
+    for group in dict.fromkeys(normalize_pn(g) for g in dj.pn_groups(study, "00100010")):
+        for start in prefixes(group, names=True) if group else ():
+            names.setdefault(start, []).append(group)
+    out += [posting(prefix_partition("PNP", start, year, shard), "\n".join(v)) for start, v in names.items()]
     if record.modality:
         out += modality_postings(record.modality, sort14, uid)
     return out

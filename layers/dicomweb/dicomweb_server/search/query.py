@@ -37,6 +37,7 @@ from ..records import (
     DicomJson,
 )
 from ..uids import validate_uid
+from .ordering import study_sort_text
 
 
 class Level(Enum):
@@ -46,6 +47,7 @@ class Level(Enum):
 
 
 MODALITIES_IN_STUDY = "00080061"
+STUDY_DATE, STUDY_TIME = "00080020", "00080030"
 SOP_CLASSES_IN_STUDY = "00080062"
 _COMPUTED_STUDY = {
     MODALITIES_IN_STUDY: "CS",
@@ -78,6 +80,31 @@ _DEFAULT_RETURN = {
 }
 
 
+def _name(key: str) -> str:
+    """A matching key as a client would write it: keywords joined by dots."""
+    return ".".join(dj.keyword_of(k) for k in key.split("."))
+
+
+def _vr(key: str) -> str:
+    return _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+
+
+def _path(name: str) -> tuple[str, ...]:
+    """The tags of a matching key: ``PatientID``, ``00100020``, or a sequence path
+    ``RequestAttributesSequence.ScheduledProcedureStepID`` (every step but the last a sequence)."""
+    try:
+        path = tuple(dj.tag_key(part) for part in name.split("."))
+    except BadRequest as exc:
+        raise BadRequest(
+            f"unknown query parameter {name!r}: expected a DICOM keyword or tag (dotted for a sequence), "
+            f"or one of {', '.join(sorted(CONTROL_PARAMS))}"
+        ) from exc
+    for step in path[:-1]:
+        if _vr(step) != "SQ":
+            raise BadRequest(f"{name!r}: {dj.keyword_of(step)} is not a sequence, so nothing can follow it")
+    return path
+
+
 def normalize_pn(text: str) -> str:
     """Upper-case, accent-free person name with trimmed components and no trailing empty ones."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -95,6 +122,10 @@ def _wildcard(pattern: str, flags: int = 0) -> re.Pattern[str]:
 
 def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit() or c == ".")
+
+
+def _hhmmss(text: str) -> str:
+    return text.replace(":", "").split(".")[0][:6]
 
 
 def _is_calendar_date(yyyymmdd: str) -> bool:
@@ -144,34 +175,47 @@ class Predicate:
 
     def validate(self) -> None:
         if self.vr == "SQ":
-            raise BadRequest(f"sequence matching is not supported ({dj.keyword_of(self.key)})")
+            raise BadRequest(
+                f"{_name(self.key)}: name an attribute inside the sequence "
+                f"({_name(self.key)}.ScheduledProcedureStepID), not the sequence itself"
+            )
         if self.vr == "DA" and not self.universal:
             for part in self.date_range or (self.raw,):
                 digits = _digits(part).replace(".", "")
                 if part and (len(digits) != 8 or not digits.isdigit()):
-                    raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: dates are YYYYMMDD or ranges a-b")
+                    raise BadRequest(f"{_name(self.key)}={self.raw!r}: dates are YYYYMMDD or ranges a-b")
                 if part and not _is_calendar_date(digits):
-                    raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: {digits} is not a calendar date")
+                    raise BadRequest(f"{_name(self.key)}={self.raw!r}: {digits} is not a calendar date")
         if self.vr == "TM" and not self.universal:
             for part in self.date_range or (self.raw,):
                 if part:
                     _time_key(part)
                     hhmmss = (part.replace(":", "").split(".")[0] + "0000")[:6]
                     if not hhmmss.isdigit() or int(hhmmss[:2]) > 23 or int(hhmmss[2:4]) > 59 or int(hhmmss[4:]) > 60:
-                        raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r}: {part} is not a time of day")
+                        raise BadRequest(f"{_name(self.key)}={self.raw!r}: {part} is not a time of day")
         if self.vr == "UI" and not self.universal:
             for uid in self.choices:
-                validate_uid(uid, dj.keyword_of(self.key))
+                validate_uid(uid, _name(self.key))
         if self.vr in _NUMERIC and not self.universal:
             try:
                 float(self.raw)
             except ValueError as exc:
-                raise BadRequest(f"{dj.keyword_of(self.key)}={self.raw!r} is not a number") from exc
+                raise BadRequest(f"{_name(self.key)}={self.raw!r} is not a number") from exc
+
+    @cached_property
+    def path(self) -> tuple[str, ...]:
+        """The tags from the top-level sequence down to the matched attribute (one tag if flat)."""
+        return tuple(self.key.split("."))
 
     def matches(self, attrs: DicomJson) -> bool:
         if self.universal:
             return True
-        found = dj.text_values(attrs, self.key) if self.vr == "PN" else dj.values(attrs, self.key)
+        if len(self.path) > 1:
+            # Sequence matching (PS3.4 C.2.2.2.6): some item of the sequence matches the rest.
+            items = [i for i in dj.values(attrs, self.path[0]) if isinstance(i, dict)]
+            inner = replace(self, key=".".join(self.path[1:]))
+            return any(inner.matches(item) for item in items)
+        found = dj.pn_groups(attrs, self.key) if self.vr == "PN" else dj.values(attrs, self.key)
         if not found:
             return False
         return any(self._match_one(v) for v in found)
@@ -268,14 +312,36 @@ class Query:
         return None
 
     def matches(self, attrs: DicomJson) -> bool:
-        return all(p.matches(attrs) for p in self.predicates)
+        combined = self._combined_range
+        if combined is None:
+            return all(p.matches(attrs) for p in self.predicates)
+        if not dj.first(attrs, STUDY_DATE):
+            return False
+        low, high = combined
+        when = study_sort_text(attrs)
+        if (low and when < low) or (high and when > high):
+            return False
+        return all(p.matches(attrs) for p in self.predicates if p.key not in (STUDY_DATE, STUDY_TIME))
+
+    @cached_property
+    def _combined_range(self) -> tuple[str, str] | None:
+        """StudyDate and StudyTime both given as ranges match as one date-time range (PS3.4
+        C.2.2.2.5.1): ``StudyDate=20230101-20230105&StudyTime=120000-080000`` runs from noon on the
+        first day to 8 a.m. on the last, as 14-digit texts ("" where open)."""
+        day, time = self.predicate(STUDY_DATE), self.predicate(STUDY_TIME)
+        if day is None or time is None or day.date_range is None or time.date_range is None:
+            return None
+        (day_low, day_high), (time_low, time_high) = day.date_range, time.date_range
+        low = day_low + _hhmmss(time_low).ljust(6, "0") if day_low else ""
+        high = day_high + _hhmmss(time_high).ljust(6, "9") if day_high else ""
+        return low, high
 
     def wants(self, key: str) -> bool:
         return (
             self.include_all
             or key in _DEFAULT_RETURN[self.level]
             or key in self.includefields
-            or any(p.key == key for p in self.predicates)
+            or any(p.path[0] == key for p in self.predicates)
         )
 
 
@@ -309,7 +375,7 @@ def parse_query(
                 if item.lower() == "all":
                     include_all = True
                 else:
-                    includes.add(dj.tag_key(item))
+                    includes.add(_path(item)[0])
         elif lname in ("limit", "offset"):
             try:
                 number = int(value)
@@ -331,25 +397,18 @@ def parse_query(
                 raise BadRequest(f"fuzzymatching={value!r}: expected true or false")
             fuzzy = value.lower() == "true"
         else:
-            try:
-                key = dj.tag_key(name)
-            except BadRequest as exc:
-                raise BadRequest(
-                    f"unknown query parameter {name!r}: expected a DICOM keyword or tag, "
-                    f"or one of {', '.join(sorted(CONTROL_PARAMS))}"
-                ) from exc
-            if key not in searchable:
-                vr_of = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
-                if vr_of == "SQ":
-                    raise BadRequest(f"sequence matching is not supported ({dj.keyword_of(key)})")
+            path = _path(name)
+            key, top = ".".join(path), path[0]
+            vr = _vr(path[-1])
+            if top not in searchable:
                 # A DICOM attribute this level does not hold: ignored, and said so (never silently).
-                warnings.append(
-                    f"{dj.keyword_of(key)} ({key}) cannot be matched at the {level.value} level and was ignored"
-                )
+                warnings.append(f"{_name(key)} ({key}) cannot be matched at the {level.value} level and was ignored")
                 continue
-            vr = _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+            if vr == "SQ" and not value.strip():
+                includes.add(top)  # universal matching of a sequence: return it (PS3.4 C.2.2.2.6)
+                continue
             if key in predicates and predicates[key].raw != value:
-                raise BadRequest(f"{dj.keyword_of(key)} is given twice with different values")
+                raise BadRequest(f"{_name(key)} is given twice with different values")
             predicates[key] = Predicate(key, vr, value.strip())
     preds = tuple(Predicate(p.key, p.vr, p.raw, fuzzy) for p in predicates.values())
     for p in preds:
