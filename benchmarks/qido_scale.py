@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from dicomweb_server.index.core import ItemIndex  # noqa: E402
 from dicomweb_server.index.memory import MemoryIndex  # noqa: E402
+from dicomweb_server.search import relational  # noqa: E402
 from dicomweb_server.search.query import Level, parse_query  # noqa: E402
 from tests.archive import StudySpec, record, studies  # noqa: E402
 
@@ -48,6 +49,8 @@ def mix(specs: list[StudySpec]) -> dict[str, list[tuple[str, str]]]:
         "StudyInstanceUID": [("StudyInstanceUID", mid.study_uid)],
         "all studies": [],
         "unindexed StudyDescription=KNEE*": [("StudyDescription", "KNEE*")],
+        "/series Modality=MR": [("Modality", "MR")],
+        "/series Modality=CT&StudyDate=2010-2015": [("Modality", "CT"), ("StudyDate", "20100101-20151231")],
     }
 
 
@@ -90,9 +93,11 @@ def measure_memory(sizes: list[int], limit: int) -> dict[str, dict[int, dict[str
         counting = Counting(index.store)
         index.store = counting  # type: ignore[assignment]
         for name, params in mix(specs).items():
-            q = parse_query(params + [("limit", str(limit))], Level.STUDY)
+            series = name.startswith("/series")
+            level = Level.SERIES if series else Level.STUDY
+            q = parse_query(params + [("limit", str(limit))], level, relational=series)
             reads, requests = counting.reads, counting.requests
-            page = index.search_studies(q)
+            page = relational.search_series(index, q) if series else index.search_studies(q)
             out.setdefault(name, {})[size] = {
                 "rows": len(page.items),
                 "items_read": counting.reads - reads,
@@ -127,11 +132,12 @@ def measure_api(endpoint: Path, sizes: list[int], limit: int, runs: int) -> dict
         loaded += fresh
         print(f"  local stack: {len(loaded)} studies loaded (+{len(fresh)} in {time.perf_counter() - t:.0f} s)")
         for name, params in mix(loaded).items():
+            resource = "series" if name.startswith("/series") else "studies"
             times = []
             for _ in range(runs):
                 t = time.perf_counter()
                 r = requests.get(
-                    f"{ep['base_url']}/studies", params=params + [("limit", str(limit))], headers=headers, timeout=60
+                    f"{ep['base_url']}/{resource}", params=params + [("limit", str(limit))], headers=headers, timeout=60
                 )
                 times.append((time.perf_counter() - t) * 1000)
                 assert r.status_code in (200, 204), (name, r.status_code, r.text[:200])

@@ -73,8 +73,9 @@ def _text(vr: str, value: str) -> dict[str, object]:
     return {"vr": vr, "Value": [value]}
 
 
-def record(spec: StudySpec, series: int = 0, instance: int = 0) -> InstanceRecord:
-    """Instance ``instance`` of series ``series`` of the study ``spec``."""
+def record(spec: StudySpec, series: int = 0, instance: int = 0, modality: str | None = None) -> InstanceRecord:
+    """Instance ``instance`` of series ``series`` of the study ``spec`` (of the study's modality
+    unless ``modality`` says otherwise)."""
     series_uid = f"{spec.study_uid}.{series + 1}"
     sop_uid = f"{series_uid}.{instance + 1}"
     study = {
@@ -87,7 +88,7 @@ def record(spec: StudySpec, series: int = 0, instance: int = 0) -> InstanceRecor
         "0020000D": _text("UI", spec.study_uid),
     }
     series_attrs = {
-        "00080060": _text("CS", spec.modality),
+        "00080060": _text("CS", modality or spec.modality),
         "0020000E": _text("UI", series_uid),
         "00200011": {"vr": "IS", "Value": [series + 1]},
     }

@@ -402,3 +402,37 @@ def test_missing_blobs(backend):
         backend.blobs.copy("incoming/gone.dcm", "studies/x.dcm")
     assert backend.objects() == []
     backend.blobs.delete("studies/nothing.dcm")  # deleting a missing key is fine
+
+
+def test_a_study_with_more_name_postings_than_one_transaction_takes_is_found_by_every_group(backend):
+    """Three long component groups write more postings than TransactWriteItems' 100 actions: the
+    spare postings go first in transactions of their own, and every group still finds the study."""
+    alphabetic = "VANDERBERGHE MONTGOMERY^ALEXANDRA CHRISTINA^VON^DR^PHD"
+    ideographic = "山田太郎花子^美咲陽菜結衣^次郎^先生^博士"
+    phonetic = "やまだたろうはなこ^みさきひなゆい^じろう^せんせい^はかせ"
+    name = f"{alphabetic}={ideographic}={phonetic}"  # written in UTF-8 (ISO_IR 192)
+    inst = make_instance("ct", PatientName=name, PatientID="LONGNAME-00001", AccessionNumber="ACCLONG-0001")
+    assert len(backend.index._actions(record(inst), None)) > 100  # the case this test is about
+    add(backend.index, inst)
+    for value, fuzzy in (
+        (alphabetic, False), (ideographic, False), (phonetic, False), ("VANDERBE*", False), ("山田太郎*", False),
+        ("みさ", True), ("chris", True), ("博士", True), ("alex mont", True),
+    ):  # fmt: skip
+        params = [("PatientName", value)] + ([("fuzzymatching", "true")] if fuzzy else [])
+        found = backend.index.search_studies(study_query(*params))
+        assert [s.study_uid for s in found.items] == [inst.study_uid], value
+
+
+def test_a_stray_posting_under_another_sort_key_does_not_repeat_its_study(backend):
+    """Postings written ahead of a study that another writer created under a different StudyDate
+    point at a study whose sort key they do not carry: they are skipped, never a second row."""
+    from dicomweb_server.index import keys
+    from dicomweb_server.index.items import Put
+
+    inst = make_instance("ct", StudyDate="20240102", StudyTime="101010", PatientID="STRAY-1")
+    add(backend.index, inst)
+    stray = keys.study_postings(record(inst), "20990101000000")
+    backend.index.store.transact([Put(p) for p in stray[:20]])
+    for params in ([("PatientID", "STRAY-1")], [("PatientID", "STRAY*")], []):
+        found = backend.index.search_studies(study_query(*params, ("limit", "1000")))
+        assert [s.study_uid for s in found.items].count(inst.study_uid) == 1, params

@@ -7,6 +7,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.keys import SHARDS
 from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.search import continuation, relational
 from dicomweb_server.search.query import Level, parse_query
@@ -134,3 +135,54 @@ def test_a_forged_cursor_before_a_date_range_is_an_empty_page_not_an_error(index
     token = continuation.encode(q, "00000000000000#1")
     page = index.search_studies(parse_query([("StudyDate", "20240101-"), ("continuation", token)], Level.STUDY))
     assert page.items == [] and not page.more
+
+
+def mixed(count: int) -> MemoryIndex:
+    """Studies of three series: the study's modality, then an SR in every fifth study, then a PR."""
+    index = MemoryIndex()
+    for n, spec in enumerate(studies(count, seed=5)):
+        index.add_instance(record(spec, 0, 0))
+        if n % 5 == 0:
+            index.add_instance(record(spec, 1, 0, modality="SR"))
+        index.add_instance(record(spec, 2, 0, modality="PR"))
+    return index
+
+
+@pytest.fixture(scope="module")
+def mixed_small() -> MemoryIndex:
+    return mixed(600)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("Modality", "SR")],
+        [("Modality", "SR,CT")],
+        [("Modality", "PR"), ("StudyDate", "20050101-20151231")],
+        [("Modality", "SR"), ("StudyDescription", "HEAD*")],  # a study key the postings do not hold
+        [("Modality", "SR"), ("SeriesNumber", "2")],
+    ],
+    ids=lambda p: "&".join(f"{k}={v}" for k, v in p),
+)
+@pytest.mark.parametrize("limit, budget", [(1, 2000), (6, 25), (200, 2000)])
+def test_series_by_modality_walk_every_match_once_in_the_study_walks_order(mixed_small, params, limit, budget) -> None:
+    expected = expected_series(mixed_small, params)
+    assert expected
+    assert walk(mixed_small, relational.search_series, params, limit, budget) == expected
+
+
+def test_series_by_modality_reads_follow_the_page_not_the_archive(mixed_small) -> None:
+    """PS3.18 Table 6.7.1-1's series Modality drives on series postings: a page of SR series (a
+    fifth of the studies) reads about the page, whatever the archive's size."""
+    large = mixed(3000)
+    got = []
+    for index in (mixed_small, large):
+        q = parse_query([("Modality", "SR"), ("limit", "10")], Level.SERIES, relational=True)
+        before = index.store.reads
+        page = relational.search_series(index, q)
+        got.append((index.store.reads - before, len(page.items)))
+        assert len(page.items) == 10 and page.more
+    (small_reads, _), (large_reads, _) = got
+    share = -(-11 // SHARDS) + 1
+    assert large_reads <= 2 * (10 + 1) + SHARDS * share + 1, got  # series items + postings + catalog
+    assert large_reads <= small_reads + SHARDS, got

@@ -29,6 +29,7 @@ QUERY_MIX = [
     [("PatientName", "SMI*")],
     [("PatientName", "müller")],
     [("PatientName", "THOMPSON^JOHN")],
+    [("PatientName", "thom"), ("fuzzymatching", "true")],
     [("ModalitiesInStudy", "CT")],
     [("ModalitiesInStudy", "MR,US")],
     [("StudyDate", "20100101-20151231")],
@@ -269,11 +270,28 @@ def test_a_forged_or_stale_continuation_is_a_400(http, token, message) -> None:
     "params",
     [
         [("PatientName", "田中*")],  # an Ideographic group has its own prefix postings
+        [("PatientName", "S*")],  # dense prefixes: month buckets through their own catalog
+        [("AccessionNumber", "A1*")],  # ... whose months are few (accessions carry their year)
+        [("PatientID", "H*"), ("StudyDate", "20030101-20081231")],
+        [("PatientName", "jo smi"), ("fuzzymatching", "true")],  # fuzzy: the PNW postings of "SMI"
+        [("PatientName", "m*r"), ("fuzzymatching", "true")],  # a wildcard inside a word
+        [("PatientName", "中"), ("fuzzymatching", "true")],  # a word of the Ideographic group
         [("PatientName", "中村^JOHN")],
         [("StudyDate", "20100101-20121231"), ("StudyTime", "120000-080000")],  # one date-time range
         [("StudyDate", "-20050630"), ("StudyTime", "-060000"), ("ModalitiesInStudy", "CT")],
     ],
-    ids=["ideographic-prefix", "ideographic-name", "combined-range", "combined-open"],
+    ids=[
+        "ideographic-prefix",
+        "dense-name",
+        "dense-accession",
+        "dense-id",
+        "fuzzy-words",
+        "fuzzy-wildcard",
+        "fuzzy-ideographic",
+        "ideographic-name",
+        "combined-range",
+        "combined-open",
+    ],  # fmt: skip
 )
 def test_names_in_every_group_and_combined_date_time_ranges_page_like_a_brute_force_filter(small, params) -> None:
     index, specs = small

@@ -83,6 +83,11 @@ class MetadataIndex(Protocol):
         """Matching instances of a study or series, by series then InstanceNumber then UID."""
         ...
 
+    def search_series_everywhere(self, query: Query) -> Page[SeriesSummary] | None:
+        """``/series`` (a relational query) when a series-level index drives it better than the
+        study walk (a Modality without a sharper study key); None otherwise."""
+        ...
+
     def studies_holding(self, kind: str, uids: tuple[str, ...]) -> list[str]:
         """The studies that hold these series (``kind="SE"``) or SOP instances (``kind="IN"``)."""
         ...

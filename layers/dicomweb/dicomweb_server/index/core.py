@@ -17,13 +17,17 @@ from ..ports import AddOutcome, Page
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from ..search import results
 from ..search.ordering import instance_order, series_order, study_order, study_sort_text
-from ..search.query import Query
+from ..search.query import Query, split_study_keys
 from . import keys
 from .items import Action, ConditionFailed, Contention, Item, ItemStore, Put, Range, Update
 from .keys import META, instance_sk, series_sk, study_pk
-from .plan import ByUids, Walk, plan_studies
+from .plan import ByUids, Walk, plan_series, plan_studies
 
 _RETRIES = 6
+#: TransactWriteItems takes at most 100 actions.
+_MAX_ACTIONS = 100
+#: Prefix catalog entries a writer remembers before it starts over.
+_KNOWN_MAX = 100_000
 #: Postings read per Query after the first page of a partition.
 _PAGE = 100
 
@@ -33,6 +37,7 @@ class ItemIndex:
         self.store = store
         self._sleep = sleep
         self._months: set[str] = set()  # months known to be in the catalog (never shrinks)
+        self._prefix_months: set[tuple[str, str, str]] = set()  # (kind, prefix, month) in prefix catalogs
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -44,10 +49,20 @@ class ItemIndex:
         for attempt in range(_RETRIES):
             study = self.store.get(study_pk(record.study_uid), META)
             actions = self._actions(record, study)
+            if len(actions) > _MAX_ACTIONS:
+                # A study with very many name postings: the postings that do not fit go first, in
+                # transactions of their own. They are idempotent, and a posting whose study does
+                # not exist (yet, or under another sort key) is skipped when read.
+                fixed = [a for a in actions if not _spare(a)]
+                spare = [a for a in actions if _spare(a)]
+                room = _MAX_ACTIONS - len(fixed)
+                for start in range(room, len(spare), _MAX_ACTIONS):
+                    self._transact_spare(spare[start : start + _MAX_ACTIONS])
+                actions = fixed + spare[:room]
             try:
                 self.store.transact(actions)
                 if not study:
-                    self._months.add(keys.month_of(self._sort14(record, None)))
+                    self._known(record, keys.month_of(self._sort14(record, None)))
                 return AddOutcome.ADDED
             except ConditionFailed as exc:
                 if exc.index == 0:  # the instance is indexed already
@@ -60,6 +75,21 @@ class ItemIndex:
         raise ServiceUnavailable(
             "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
         )
+
+    def _transact_spare(self, actions: list[Action]) -> None:
+        for attempt in range(_RETRIES):
+            try:
+                return self.store.transact(actions)
+            except Contention:
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+        raise ServiceUnavailable("the index is busy; send the instance again", retry_after=1)
+
+    def _known(self, record: InstanceRecord, month: str) -> None:
+        """Remember the catalog entries a new study wrote, so the next studies skip them."""
+        self._months.add(month)
+        if len(self._prefix_months) > _KNOWN_MAX:
+            self._prefix_months.clear()  # bounded memory; forgetting only costs an idempotent ADD
+        self._prefix_months |= {(kind, prefix, month) for kind, prefix in keys.dense_prefixes(record)}
 
     @staticmethod
     def _sort14(record: InstanceRecord, study: Item | None) -> str:
@@ -104,6 +134,8 @@ class ItemIndex:
             actions.append(Update(pk, META, add=add, if_exists=True))
             if record.modality and record.modality not in set(study.get("mods", set())):
                 actions += [Put(p) for p in keys.modality_postings(record.modality, sort14, record.study_uid)]
+            if record.modality and record.series_uid not in set(study.get("series", set())):
+                actions.append(Put(keys.series_modality_posting(record, sort14)))
             return actions
         study_item: Item = {
             "pk": pk,
@@ -119,12 +151,21 @@ class ItemIndex:
             study_item["mods"] = mods
         actions.append(Put(study_item, if_absent=True))
         actions += [Put(p) for p in keys.study_postings(record, sort14)]
+        if record.modality:
+            actions.append(Put(keys.series_modality_posting(record, sort14)))
         month = keys.month_of(sort14)
         if month not in self._months:
             actions.append(Update(*keys.CATALOG, add={"months": {month}}))
+        for kind, prefix in sorted(keys.dense_prefixes(record)):
+            if (kind, prefix, month) not in self._prefix_months:
+                actions.append(Update(*keys.prefix_catalog(kind, prefix), add={"months": {month}}))
         return actions
 
     # -- reads: studies -------------------------------------------------------------------------
+
+    def _spent(self) -> int:
+        """What the read budget counts: items read plus read requests (an empty Query costs one)."""
+        return self.store.reads + self.store.requests
 
     def _study(self, item: Item) -> StudySummary:
         return StudySummary(
@@ -141,20 +182,29 @@ class ItemIndex:
         return self._study(got) if got else None
 
     def _hydrate(self, study_uids: list[str]) -> dict[str, StudySummary]:
-        items = self.store.batch_get([(study_pk(u), META) for u in study_uids])
-        return {summary.study_uid: summary for summary in map(self._study, items)}
+        return {uid: study for uid, (study, _) in self._hydrate_sorted(study_uids).items()}
 
-    def _catalog_months(self) -> list[str]:
-        got = self.store.get(*keys.CATALOG)
+    def _hydrate_sorted(self, study_uids: list[str]) -> dict[str, tuple[StudySummary, str]]:
+        """Study items by UID, with the ``sort14`` their postings must carry."""
+        items = self.store.batch_get([(study_pk(u), META) for u in study_uids])
+        return {item["pk"][3:]: (self._study(item), str(item.get("sort", ""))) for item in items}
+
+    def _catalog_months(self, kind: str = "", prefix: str = "") -> list[str]:
+        """The months that hold studies, newest first; with ``kind`` and ``prefix``, those that
+        hold that dense prefix's postings."""
+        got = self.store.get(*(keys.prefix_catalog(kind, prefix) if kind else keys.CATALOG))
         months = set(got.get("months", set())) if got else set()
-        self._months |= months
+        if not kind:
+            self._months |= months
         return sorted(months, reverse=True)
 
-    def _partition(self, pk: str, where: Range, page_size: Callable[[int], int]) -> Iterator[Item]:
-        """A posting partition newest first, read lazily; ``page_size(previous)`` sizes each page."""
+    def _partition(self, pk: str, where: Range, page_size: Callable[[int], int], fetched: list[int]) -> Iterator[Item]:
+        """A posting partition newest first, read lazily; ``page_size(previous)`` sizes each page,
+        ``fetched[0]`` counts the postings read."""
         limit = page_size(0)
         while True:
-            items, more = self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v"))
+            items, more = self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v", "series"))
+            fetched[0] += len(items)
             yield from items
             if not more or not items:
                 return
@@ -169,6 +219,7 @@ class ItemIndex:
         and at most a small page more per shard; past ``wanted`` (postings that did not match), pages
         double up to ``_PAGE``."""
         yielded = [0]  # read live by page_size: postings handed out so far
+        fetched = [0]  # postings read from the store (handed out, or waiting in a stream)
         for group in plan.groups:
             if after and group.bucket and group.bucket > after[: len(group.bucket)]:
                 continue  # the whole bucket lies before the cursor in walking order
@@ -181,11 +232,15 @@ class ItemIndex:
             parts = len(group.partitions)
 
             def page_size(previous: int, parts: int = parts) -> int:
-                if yielded[0] < wanted:
-                    return -(-(wanted - yielded[0]) // parts)
+                if previous == 0 and yielded[0] < wanted:  # a first page: this partition's share
+                    return max(1, -(-(wanted - yielded[0]) // parts) - 1)
+                if fetched[0] < wanted:  # a partition that ran dry first: what is still missing
+                    return -(-(wanted - fetched[0]) // parts) + 1
+                if yielded[0] < wanted:  # enough is waiting in the other partitions
+                    return 2
                 return min(max(previous * 2, 2), _PAGE)
 
-            streams = [self._partition(pk, where, page_size) for pk in group.partitions]
+            streams = [self._partition(pk, where, page_size, fetched) for pk in group.partitions]
             last = None
             for posting in heapq.merge(*streams, key=lambda i: str(i["sk"]), reverse=True):
                 if posting["sk"] == last:  # the same study under two modalities
@@ -197,7 +252,7 @@ class ItemIndex:
                 yield posting
 
     def search_studies(self, query: Query) -> Page[StudySummary]:
-        start = self.store.reads
+        start = self._spent()
         plan = plan_studies(query, self._catalog_months)
         if isinstance(plan, ByUids):
             hydrated = self._hydrate(list(plan.uids))
@@ -207,32 +262,89 @@ class ItemIndex:
                 found = [s for s in found if _sort_key(s) < query.after]
             items, more = results.page(found, query)
             return Page(items, more, cursor=_sort_key(items[-1]) if more and items else None)
+
+        def studies(batch: list[Item]) -> list[StudySummary | None]:
+            hydrated = self._hydrate_sorted([str(p["study"]) for p in batch])
+            out: list[StudySummary | None] = []
+            for posting in batch:
+                study, sort14 = hydrated.get(str(posting["study"]), (None, ""))
+                # A posting of a study that lost the race to create it under another sort key
+                # points at nothing: the study's own postings stand for it.
+                if study is None or (sort14 and not str(posting["sk"]).startswith(sort14 + "#")):
+                    out.append(None)
+                else:
+                    out.append(study if query.matches(results.study_attrs_with_aggregates(study)) else None)
+            return out
+
+        return self._paged(plan, query, studies, start)
+
+    def _paged[T](self, plan: Walk, query: Query, rows: Callable[[list[Item]], list[T | None]], start: int) -> Page[T]:
+        """Walk the plan's postings in batches; ``rows`` turns a batch into its rows (None where a
+        posting's row does not match). Stops when the page is full (plus one row, to know there are
+        more) or the read budget is spent; the cursor is the sort key of the last posting used."""
         wanted = query.offset + query.limit + 1
         postings = self._walk(plan, query.after, wanted)
-        matched: list[tuple[str, StudySummary]] = []
+        matched: list[tuple[str, T]] = []
         skipped = 0
         last_seen: str | None = None
         while True:
             need = wanted - skipped - len(matched)
             batch = [p for _, p in zip(range(need), postings, strict=False)]
             if not batch:
-                return Page([s for _, s in matched], False)
-            hydrated = self._hydrate([str(p["study"]) for p in batch])
-            for posting in batch:
+                return Page([r for _, r in matched], False)
+            for posting, row in zip(batch, rows(batch), strict=True):
                 last_seen = str(posting["sk"])
-                study = hydrated.get(str(posting["study"]))
-                if study is None or not query.matches(results.study_attrs_with_aggregates(study)):
+                if row is None:
                     continue
                 if skipped < query.offset:
                     skipped += 1
                     continue
                 if len(matched) == query.limit:  # one more match: there are more results
-                    return Page([s for _, s in matched], True, cursor=matched[-1][0])
-                matched.append((last_seen, study))
-            if self.store.reads - start >= query.read_budget:
-                spent = self.store.reads - start
+                    return Page([r for _, r in matched], True, cursor=matched[-1][0])
+                matched.append((last_seen, row))
+            if self._spent() - start >= query.read_budget:
+                spent = self._spent() - start
                 left = query.offset - skipped
-                return Page([s for _, s in matched], True, cursor=last_seen, budget_spent=spent, skip=left)
+                return Page([r for _, r in matched], True, cursor=last_seen, budget_spent=spent, skip=left)
+
+    def search_series_everywhere(self, query: Query) -> Page[SeriesSummary] | None:
+        """``/series`` over the series Modality postings (``plan.plan_series``), or None when the
+        study walk is the better plan. Rows come newest study first, then by descending series UID
+        (the postings' order); the cursor is the last series' posting sort key."""
+        plan = plan_series(query, self._catalog_months)
+        if plan is None:
+            return None
+        start = self._spent()
+        study_query, rest = split_study_keys(query)
+
+        def series(batch: list[Item]) -> list[SeriesSummary | None]:
+            wanted = [(study_pk(str(p["study"])), series_sk(str(p["series"]))) for p in batch]
+            if study_query.predicates:
+                wanted += [(study_pk(str(p["study"])), META) for p in batch]
+            found = {(i["pk"], i["sk"]): i for i in self.store.batch_get(list(dict.fromkeys(wanted)))}
+            out: list[SeriesSummary | None] = []
+            for p in batch:
+                study_uid, series_uid = str(p["study"]), str(p["series"])
+                item = found.get((study_pk(study_uid), series_sk(series_uid)))
+                if item is None:
+                    out.append(None)
+                    continue
+                if study_query.predicates:
+                    study = found.get((study_pk(study_uid), META))
+                    attrs = results.study_attrs_with_aggregates(self._study(study)) if study else None
+                    if attrs is None or not study_query.matches(attrs):
+                        out.append(None)
+                        continue
+                summary = SeriesSummary(study_uid, series_uid, json.loads(item["attrs"]), int(item.get("n_inst", 0)))
+                if not str(p["sk"]).endswith("#" + keys.series_rank(summary.attrs, series_uid)):
+                    # Written by an instance whose SeriesNumber lost the race to be the series'
+                    # (first write wins): the series' own posting stands for it.
+                    out.append(None)
+                    continue
+                out.append(summary if rest.matches(results.series_attrs_with_aggregates(summary)) else None)
+            return out
+
+        return self._paged(plan, query, series, start)
 
     def studies_holding(self, kind: str, uids: tuple[str, ...]) -> list[str]:
         """The studies that hold these series (``kind="SE"``) or instances (``"IN"``)."""
@@ -308,6 +420,12 @@ class ItemIndex:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None, *, with_metadata: bool = False
     ) -> list[StoredInstance]:
         return self._instances(study_uid, series_uid, sop_uid, with_metadata=with_metadata)
+
+
+def _spare(action: Action) -> bool:
+    """A study posting or a catalog entry: idempotent, and harmless on its own."""
+    pk = action.item["pk"] if isinstance(action, Put) else action.pk
+    return pk.startswith("P#") and not pk.startswith(("P#SE#", "P#IN#", "P#SMOD#"))
 
 
 def _sort_key(study: StudySummary) -> str:

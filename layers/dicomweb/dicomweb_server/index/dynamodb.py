@@ -54,9 +54,11 @@ class DynamoItems:
         self._db = translating(client, "DynamoDB", expected=_HANDLED)
         self.table = table
         self.reads = 0
+        self.requests = 0
 
     def get(self, pk: str, sk: str) -> Item | None:
         got = self._db.get_item(TableName=self.table, Key=_item({"pk": pk, "sk": sk}), ConsistentRead=True)
+        self.requests += 1
         if "Item" not in got:
             return None
         self.reads += 1
@@ -69,6 +71,7 @@ class DynamoItems:
             request: dict[str, Any] = {self.table: {"Keys": wanted[start : start + _BATCH], "ConsistentRead": True}}
             while request:
                 got = self._db.batch_get_item(RequestItems=request)
+                self.requests += 1
                 found += [_plain(i) for i in got.get("Responses", {}).get(self.table, [])]
                 request = got.get("UnprocessedKeys") or {}
         self.reads += len(found)
@@ -108,6 +111,7 @@ class DynamoItems:
             if limit is not None:
                 kwargs["Limit"] = limit - len(items)
             page = self._db.query(**kwargs)
+            self.requests += 1
             items += [_plain(i) for i in page.get("Items", [])]
             last = page.get("LastEvaluatedKey")
             if last is None or (limit is not None and len(items) >= limit):

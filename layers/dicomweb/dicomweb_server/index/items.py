@@ -70,6 +70,9 @@ class Range:
 class ItemStore(Protocol):
     #: Items returned so far (reads of the index, for budgets, benchmarks and the contract suite).
     reads: int
+    #: Read requests made so far (a DynamoDB GetItem, BatchGetItem or Query call each), so a search
+    #: budget also bounds queries that return nothing.
+    requests: int
 
     def get(self, pk: str, sk: str) -> Item | None:
         """One item, read-after-write consistent."""
@@ -107,6 +110,7 @@ class MemoryItems:
 
     def __init__(self) -> None:
         self.reads = 0
+        self.requests = 0
         self._items: dict[str, dict[str, Item]] = {}
         self._keys: dict[str, list[str]] = {}
         self._lock = threading.Lock()
@@ -115,12 +119,14 @@ class MemoryItems:
         with self._lock:
             found = self._items.get(pk, {}).get(sk)
             self.reads += found is not None
+            self.requests += 1
             return _copy(found) if found is not None else None
 
     def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
         with self._lock:
             found = [self._items[pk][sk] for pk, sk in dict.fromkeys(keys) if sk in self._items.get(pk, {})]
             self.reads += len(found)
+            self.requests += -(-len(keys) // 100)  # BatchGetItem takes 100 keys
             return [_copy(i) for i in found]
 
     def query(
@@ -153,9 +159,12 @@ class MemoryItems:
                 wanted = {"pk", "sk", *attrs}
                 items = [{k: v for k, v in item.items() if k in wanted} for item in items]
             self.reads += len(items)
+            self.requests += 1
             return [_copy(i) for i in items], more
 
     def transact(self, actions: Sequence[Action]) -> None:
+        if len(actions) > 100:  # as DynamoDB's TransactWriteItems refuses it
+            raise ValueError(f"a transaction takes at most 100 actions, not {len(actions)}")
         with self._lock:
             for i, action in enumerate(actions):
                 pk, sk = (action.item["pk"], action.item["sk"]) if isinstance(action, Put) else (action.pk, action.sk)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..formats import dicom_json as dj
 from ..records import InstanceRecord
-from ..search.query import normalize_pn
+from ..search.query import name_words, normalize_pn
 
 META = "#META"
 #: Posting partitions per bucket: 4 keeps a bulk import of 1,000 studies/s under 1,000 WCU/s per key.
@@ -27,6 +27,10 @@ PREFIX_MAX = 8
 #: The month of a study without a StudyDate.
 NO_DATE = "000000"
 CATALOG = ("P#CAT", "#MONTHS")
+#: Prefixes of up to DENSE characters are shared by a large part of the archive (``S``, ``A1``):
+#: their postings are bucketed by month, like dates, with a catalog of their own months; longer
+#: prefixes are sparse enough for a year.
+DENSE = 2
 
 #: ``StoredInstance`` fields and the instance item attributes that hold them.
 INSTANCE_FIELDS = {
@@ -84,23 +88,66 @@ def exact_partition(kind: str, value: str) -> str:
     return f"P#{kind}#{value}"
 
 
-def prefix_partition(kind: str, prefix: str, year: str, shard: int) -> str:
-    """``P#PIDP#…``, ``P#ACCP#…``, ``P#PNP#…``: studies whose value starts with ``prefix``, by year."""
-    return f"P#{kind}#{prefix}#{year}#{shard}"
+def prefix_bucket(prefix: str, sort14: str) -> str:
+    """The bucket of a prefix posting: its study's month for a dense prefix, else its year."""
+    return month_of(sort14) if len(prefix) <= DENSE else sort14[:4]
+
+
+def prefix_partition(kind: str, prefix: str, bucket: str, shard: int) -> str:
+    """``P#PIDP#…``, ``P#ACCP#…``, ``P#PNP#…``: studies whose value starts with ``prefix``, by
+    ``prefix_bucket``."""
+    return f"P#{kind}#{prefix}#{bucket}#{shard}"
+
+
+def prefix_catalog(kind: str, prefix: str) -> tuple[str, str]:
+    """The months that hold postings of a dense prefix (``P#CAT#ACCP#A1``)."""
+    return f"P#CAT#{kind}#{prefix}", "#MONTHS"
 
 
 def modality_partition(modality: str, month: str, shard: int) -> str:
     return f"P#MOD#{modality}#{month}#{shard}"
 
 
+#: Fuzzy name postings (``PNW``): prefixes of 1..WORD_PREFIX characters of a name's first WORDS_MAX
+#: words, in every component group.
+WORD_PREFIX, WORDS_MAX = 4, 6
 #: (tag, exact kind, prefix kind) of the text keys that get exact and prefix postings.
 TEXT_KEYS = (("00100020", "PID", "PIDP"), ("00080050", "ACC", "ACCP"))
+
+
+def prefix_values(record: InstanceRecord) -> list[tuple[str, str, list[str]]]:
+    """(prefix kind, prefix, the values it indexes) for every prefix posting a new study writes.
+
+    Names have no exact partition (SIIM^JOE also matches SIIM^JOE^M). Every component group of a
+    name (Alphabetic, Ideographic, Phonetic) is indexed; a partition two groups share holds one
+    posting whose ``v`` lists both, one per line (text values hold no control characters)."""
+    out: list[tuple[str, str, list[str]]] = []
+    for tag, _, kind in TEXT_KEYS:
+        value = str(dj.first(record.study, tag, "") or "").strip()
+        out += [(kind, start, [value]) for start in prefixes(value)] if value else []
+    names: dict[str, list[str]] = {}
+    words: dict[str, list[str]] = {}
+    for group in dict.fromkeys(normalize_pn(g) for g in dj.pn_groups(record.study, "00100010")):
+        for start in prefixes(group, names=True) if group else ():
+            names.setdefault(start, []).append(group)
+        for start in dict.fromkeys(w[:n] for w in name_words(group)[:WORDS_MAX] for n in range(1, WORD_PREFIX + 1)):
+            words.setdefault(start, []).append(group)
+    return (
+        out
+        + [("PNP", start, groups) for start, groups in names.items()]
+        + [("PNW", start, groups) for start, groups in words.items()]
+    )
+
+
+def dense_prefixes(record: InstanceRecord) -> set[tuple[str, str]]:
+    """(kind, prefix) of a new study's dense prefix postings: the prefix catalogs it must be in."""
+    return {(kind, prefix) for kind, prefix, _ in prefix_values(record) if len(prefix) <= DENSE}
 
 
 def study_postings(record: InstanceRecord, sort14: str) -> list[dict[str, Any]]:
     """Every posting a new study writes (``docs/data-model.md``, Posting kinds)."""
     uid, study = record.study_uid, record.study
-    sk, shard, year = posting_sk(sort14, uid), shard_of(uid), sort14[:4]
+    sk, shard = posting_sk(sort14, uid), shard_of(uid)
 
     def posting(pk: str, value: str | None = None) -> dict[str, Any]:
         item: dict[str, Any] = {"pk": pk, "sk": sk, "study": uid}
@@ -109,19 +156,13 @@ def study_postings(record: InstanceRecord, sort14: str) -> list[dict[str, Any]]:
         return item
 
     out = [posting(date_partition(month_of(sort14), shard))]
-    for tag, exact, prefix in TEXT_KEYS:
+    for tag, exact, _ in TEXT_KEYS:
         value = str(dj.first(study, tag, "") or "").strip()
         if value:
             out.append(posting(exact_partition(exact, value)))
-            out += [posting(prefix_partition(prefix, start, year, shard), value) for start in prefixes(value)]
-    # Names have no exact partition (SIIM^JOE also matches SIIM^JOE^M). Every component group
-    # (Alphabetic, Ideographic, Phonetic) is indexed; a partition two groups share holds one posting
-    # whose ``v`` lists both, one per line (text values hold no control characters).
-    names: dict[str, list[str]] = {}
-    for group in dict.fromkeys(normalize_pn(g) for g in dj.pn_groups(study, "00100010")):
-        for start in prefixes(group, names=True) if group else ():
-            names.setdefault(start, []).append(group)
-    out += [posting(prefix_partition("PNP", start, year, shard), "\n".join(v)) for start, v in names.items()]
+    for kind, prefix, values in prefix_values(record):
+        pk = prefix_partition(kind, prefix, prefix_bucket(prefix, sort14), shard)
+        out.append(posting(pk, "\n".join(values)))
     if record.modality:
         out += modality_postings(record.modality, sort14, uid)
     return out
@@ -140,6 +181,33 @@ def prefixes(value: str, *, names: bool = False) -> list[str]:
 def modality_postings(modality: str, sort14: str, study_uid: str) -> list[dict[str, Any]]:
     pk = modality_partition(modality, month_of(sort14), shard_of(study_uid))
     return [{"pk": pk, "sk": posting_sk(sort14, study_uid), "study": study_uid}]
+
+
+def series_modality_partition(modality: str, month: str, shard: int) -> str:
+    return f"P#SMOD#{modality}#{month}#{shard}"
+
+
+_FLIP = str.maketrans("0123456789.", "9876543210:")
+
+
+def series_rank(series_attrs: dict[str, Any], series_uid: str) -> str:
+    """A series' place in its study, spelled so that a newest-first (descending) walk meets the
+    series of a study in ascending SeriesNumber then UID order, as ``search.ordering`` lists them:
+    digits flipped, ``~`` ending each part so a shorter UID comes first, no number last."""
+    try:
+        number = min(max(int(float(dj.first(series_attrs, "00200011"))), -(10**11)), 10**11 - 1)
+        rank = f"{number + 10**11:012d}".translate(_FLIP) + "~"
+    except (TypeError, ValueError):
+        rank = "!"
+    return rank + series_uid.translate(_FLIP) + "~"
+
+
+def series_modality_posting(record: InstanceRecord, sort14: str) -> dict[str, Any]:
+    """A new series' place under its Modality (``P#SMOD#…``), ordered as ``/series`` lists it:
+    its study's place, then ``series_rank``. What ``/series?Modality=…`` walks."""
+    pk = series_modality_partition(record.modality, month_of(sort14), shard_of(record.study_uid))
+    sk = f"{posting_sk(sort14, record.study_uid)}#{series_rank(record.series, record.series_uid)}"
+    return {"pk": pk, "sk": sk, "study": record.study_uid, "series": record.series_uid}
 
 
 def lookup_postings(record: InstanceRecord) -> list[dict[str, Any]]:

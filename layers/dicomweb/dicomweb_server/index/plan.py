@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..search.query import Predicate, Query
+from ..search.query import Predicate, Query, fuzzy_literal, split_study_keys
 from . import keys
 
 
@@ -47,8 +47,9 @@ class Walk:
 
 
 Plan = ByUids | Walk
-#: The months that hold studies, newest first (read from the catalog only when a plan needs them).
-Months = Callable[[], Sequence[str]]
+#: The months that hold studies, newest first (read from the catalog only when a plan needs them);
+#: ``months(kind, prefix)``: those that hold a dense prefix's postings.
+Months = Callable[..., Sequence[str]]
 
 
 def _years(months: Months) -> list[str]:
@@ -57,12 +58,15 @@ def _years(months: Months) -> list[str]:
 
 def _prefix_walk(driving: str, kind: str, literal: str, months: Months, *, whole: bool = False) -> Walk:
     """Postings of values starting with ``literal``: its own partition when it has one (up to
-    PREFIX_MAX characters, or ``whole`` name components), else the PREFIX_MAX one checked on ``v``."""
+    PREFIX_MAX characters, or ``whole`` name components), else the PREFIX_MAX one checked on ``v``.
+    A dense prefix (``keys.DENSE`` characters or fewer) is read month by month from its catalog,
+    a longer one year by year."""
     prefix = literal if whole else literal[: keys.PREFIX_MAX]
     check = literal if len(literal) > len(prefix) else None
+    buckets = months(kind, prefix) if len(prefix) <= keys.DENSE else _years(months)
     groups = tuple(
-        Group(tuple(keys.prefix_partition(kind, prefix, year, s) for s in range(keys.SHARDS)), bucket=year, check=check)
-        for year in _years(months)
+        Group(tuple(keys.prefix_partition(kind, prefix, b, s) for s in range(keys.SHARDS)), bucket=b, check=check)
+        for b in buckets
     )
     return Walk(driving, groups)
 
@@ -99,6 +103,8 @@ def plan_studies(query: Query, months: Months) -> Plan:
         if p and _literal_prefix(p):
             return _prefix_walk(keyword + " prefix", prefix, _literal_prefix(p), months)
     p = query.predicate("PatientName")
+    if p and p.fuzzy and fuzzy_literal(p.raw):  # the query word with the longest literal start
+        return _prefix_walk("PatientName fuzzy", "PNW", fuzzy_literal(p.raw)[: keys.WORD_PREFIX], months)
     if p and p.literal_prefix():
         literal = p.literal_prefix()
         if p.is_literal and len(literal) > keys.PREFIX_MAX:  # whole components: their own partition
@@ -124,3 +130,29 @@ def plan_studies(query: Query, months: Months) -> Plan:
         for month in wanted
     )
     return Walk("StudyDate" if bounds else "all studies", groups)
+
+
+def plan_series(query: Query, months: Months) -> Walk | None:
+    """``/series`` with a Modality (a list of literal values) and no sharper study-level key walks
+    the series Modality postings (``P#SMOD#…``), bounded by a StudyDate range when one is given:
+    every posting read is a series of that modality, so reads follow the page. None: the study
+    walk (``search.relational``) is the better plan."""
+    study_query, rest = split_study_keys(query)
+    p = rest.predicate("Modality")
+    if p is None or any("*" in c or "?" in c for c in p.choices) or rest.predicate("SeriesInstanceUID"):
+        return None
+    if rest.predicate("SOPInstanceUID"):
+        return None
+    studies = plan_studies(study_query, months)
+    if not isinstance(studies, Walk) or studies.driving not in ("StudyDate", "all studies"):
+        return None  # a patient, accession, name, UID or ModalitiesInStudy is sharper
+    groups = tuple(
+        Group(
+            tuple(keys.series_modality_partition(m, g.bucket, s) for m in p.choices for s in range(keys.SHARDS)),
+            bucket=g.bucket,
+            low=g.low,
+            high=g.high,
+        )
+        for g in studies.groups
+    )
+    return Walk("Modality (series)", groups)

@@ -19,8 +19,9 @@ import re
 from ..errors import BadRequest
 from .query import Query
 
-#: What a cursor looks like: a posting sort key ({sort14}#{uid}).
-_CURSOR = re.compile(r"^[0-9]{14}#[0-9.]{1,64}$")
+#: What a cursor looks like: a posting sort key, {sort14}#{study uid}, and for a series posting
+#: #{series rank} after it (``index.keys.series_rank``).
+_CURSOR = re.compile(r"^[0-9]{14}#[0-9.]{1,64}(#(![0-9:]|[0-9]{12}~[0-9:])[0-9:]{0,63}~)?$")
 
 
 def fingerprint(query: Query) -> str:

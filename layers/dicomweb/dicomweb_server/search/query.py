@@ -115,6 +115,18 @@ def normalize_pn(text: str) -> str:
     return "^".join(parts)
 
 
+def name_words(normalized: str) -> list[str]:
+    """The words of a name for ``fuzzymatching`` (split at spaces, ``^`` and commas)."""
+    return [w for w in re.split(r"[\s^,]+", normalized) if w]
+
+
+def fuzzy_literal(raw: str) -> str:
+    """The longest literal start (before any wildcard) of a fuzzy name query's words: every
+    matching name has a word starting with it."""
+    starts = [re.split(r"[*?]", w, maxsplit=1)[0] for w in name_words(normalize_pn(raw))]
+    return max(starts, key=len, default="")
+
+
 def _wildcard(pattern: str, flags: int = 0) -> re.Pattern[str]:
     body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile(body, flags | re.DOTALL)
@@ -252,8 +264,8 @@ class Predicate:
         name = normalize_pn(value)
         query = self._pn_query
         if self.fuzzy:
-            words = [w for w in re.split(r"[\s^,]+", name) if w]
-            return all(any(_wildcard(q + "*").fullmatch(w) for w in words) for q in re.split(r"[\s^,]+", query) if q)
+            words = name_words(name)
+            return all(any(_wildcard(q + "*").fullmatch(w) for w in words) for q in name_words(query))
         if ("*" in query or "?" in query) and _wildcard(query).fullmatch(name):
             return True
         have = name.split("^")
