@@ -7,6 +7,7 @@ is spent, and hand back a keyset cursor (``docs/data-model.md``). ``dynamodb.Dyn
 from __future__ import annotations
 
 import heapq
+from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 import zlib
@@ -30,9 +31,14 @@ _MAX_ACTIONS = 100
 _KNOWN_MAX = 100_000
 #: Postings read per Query after the first page of a partition.
 _PAGE = 100
+#: Partitions read at once (a group has SHARDS partitions per modality or value).
+_PARALLEL = 8
 
 
 class ItemIndex:
+    #: Threads that read the partitions of a group at once (shared by every index in the process).
+    _pool: ThreadPoolExecutor | None = None
+
     def __init__(self, store: ItemStore, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
         self._sleep = sleep
@@ -198,18 +204,39 @@ class ItemIndex:
             self._months |= months
         return sorted(months, reverse=True)
 
-    def _partition(self, pk: str, where: Range, page_size: Callable[[int], int], fetched: list[int]) -> Iterator[Item]:
-        """A posting partition newest first, read lazily; ``page_size(previous)`` sizes each page,
-        ``fetched[0]`` counts the postings read."""
-        limit = page_size(0)
+    def _page(self, pk: str, where: Range, limit: int) -> tuple[list[Item], bool]:
+        return self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v", "series"))
+
+    def _first_pages(self, pks: tuple[str, ...], where: Range, limit: int) -> list[tuple[list[Item], bool]]:
+        """The first page of every partition of a group, read concurrently (one round trip's wait
+        for the whole group, not one per shard)."""
+        if len(pks) == 1:
+            return [self._page(pks[0], where, limit)]
+        if ItemIndex._pool is None:
+            ItemIndex._pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="index")
+        return list(ItemIndex._pool.map(lambda pk: self._page(pk, where, limit), pks))
+
+    def _partition(
+        self,
+        pk: str,
+        where: Range,
+        page_size: Callable[[int], int],
+        fetched: list[int],
+        first: tuple[list[Item], bool],
+        limit: int,
+    ) -> Iterator[Item]:
+        """A posting partition newest first, from its ``first`` page (read with ``limit``) on, the
+        rest read lazily; ``page_size(previous)`` sizes each further page, ``fetched[0]`` counts the
+        postings read."""
+        items, more = first
         while True:
-            items, more = self.store.query(pk, where, descending=True, limit=limit, attrs=("study", "v", "series"))
             fetched[0] += len(items)
             yield from items
             if not more or not items:
                 return
             where = Range(low=where.low, high=_before(items[-1]["sk"]))
             limit = page_size(limit)
+            items, more = self._page(pk, where, limit)
 
     def _walk(self, plan: Walk, after: str | None, wanted: int) -> Iterator[Item]:
         """Every posting of the plan, newest first, once, strictly after the cursor ``after``.
@@ -240,7 +267,12 @@ class ItemIndex:
                     return 2
                 return min(max(previous * 2, 2), _PAGE)
 
-            streams = [self._partition(pk, where, page_size, fetched) for pk in group.partitions]
+            limit = page_size(0)
+            firsts = self._first_pages(group.partitions, where, limit)
+            streams = [
+                self._partition(pk, where, page_size, fetched, first, limit)
+                for pk, first in zip(group.partitions, firsts, strict=True)
+            ]
             last = None
             for posting in heapq.merge(*streams, key=lambda i: str(i["sk"]), reverse=True):
                 if posting["sk"] == last:  # the same study under two modalities

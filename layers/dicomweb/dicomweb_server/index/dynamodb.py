@@ -7,6 +7,7 @@ becomes ``ConditionFailed`` (which action) or ``Contention`` (retry).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -55,13 +56,19 @@ class DynamoItems:
         self.table = table
         self.reads = 0
         self.requests = 0
+        self._counting = threading.Lock()  # a search reads a group's partitions from several threads
+
+    def _count(self, *, reads: int = 0, requests: int = 0) -> None:
+        with self._counting:
+            self.reads += reads
+            self.requests += requests
 
     def get(self, pk: str, sk: str) -> Item | None:
         got = self._db.get_item(TableName=self.table, Key=_item({"pk": pk, "sk": sk}), ConsistentRead=True)
-        self.requests += 1
+        self._count(requests=1)
         if "Item" not in got:
             return None
-        self.reads += 1
+        self._count(reads=1)
         return _plain(got["Item"])
 
     def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[Item]:
@@ -71,10 +78,10 @@ class DynamoItems:
             request: dict[str, Any] = {self.table: {"Keys": wanted[start : start + _BATCH], "ConsistentRead": True}}
             while request:
                 got = self._db.batch_get_item(RequestItems=request)
-                self.requests += 1
+                self._count(requests=1)
                 found += [_plain(i) for i in got.get("Responses", {}).get(self.table, [])]
                 request = got.get("UnprocessedKeys") or {}
-        self.reads += len(found)
+        self._count(reads=len(found))
         return found
 
     def query(
@@ -111,13 +118,13 @@ class DynamoItems:
             if limit is not None:
                 kwargs["Limit"] = limit - len(items)
             page = self._db.query(**kwargs)
-            self.requests += 1
+            self._count(requests=1)
             items += [_plain(i) for i in page.get("Items", [])]
             last = page.get("LastEvaluatedKey")
             if last is None or (limit is not None and len(items) >= limit):
                 break
             kwargs["ExclusiveStartKey"] = last
-        self.reads += len(items)
+        self._count(reads=len(items))
         # DynamoDB reports a LastEvaluatedKey when it stopped at the limit, even if nothing follows:
         # "more" may be a false positive, which costs the caller one empty Query, never a lost item.
         return items, last is not None
