@@ -7,11 +7,11 @@ is spent, and hand back a keyset cursor (``docs/data-model.md``). ``dynamodb.Dyn
 from __future__ import annotations
 
 import heapq
-from concurrent.futures import ThreadPoolExecutor
 import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ServiceUnavailable
 from ..ports import AddOutcome, Page
