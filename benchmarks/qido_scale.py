@@ -43,6 +43,7 @@ def mix(specs: list[StudySpec]) -> dict[str, list[tuple[str, str]]]:
         "PatientName=SMI*": [("PatientName", "SMI*")],
         "PatientName=müller": [("PatientName", "müller")],
         "PatientName=full": [("PatientName", mid.name)],
+        "PatientName=thom, fuzzy": [("PatientName", "thom"), ("fuzzymatching", "true")],
         "ModalitiesInStudy=CT": [("ModalitiesInStudy", "CT")],
         "ModalitiesInStudy=MR,US": [("ModalitiesInStudy", "MR,US")],
         "StudyDate=2010-2015": [("StudyDate", "20100101-20151231")],

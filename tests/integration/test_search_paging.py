@@ -79,3 +79,57 @@ def test_the_link_header_walks_every_series(endpoint: Endpoint, patient) -> None
         link = r.headers.get("Link")
         url = link[1 : link.index(">")] if link else None
     assert len(seen) == len(set(seen)) == 24
+
+
+@pytest.fixture(scope="module")
+def tagged(endpoint: Endpoint) -> tuple[str, str, list]:
+    """Ten studies with a modality and a family name no other test uses, one series each, with a
+    RequestAttributesSequence, over ten days at 08:00."""
+    from pydicom.dataset import Dataset
+
+    tag = generate_uid()[-8:].replace(".", "")
+    modality, family = f"Z{tag}"[:16], f"FUZZ{tag}"
+    instances = []
+    for i in range(10):
+        item = Dataset()
+        item.ScheduledProcedureStepID = f"SPS{tag}{i}"
+        instances.append(
+            make_instance(
+                "ct",
+                Modality=modality,
+                PatientName=f"{family}^JOHANNA^{i}",
+                PatientID=f"TAG{tag}",
+                StudyDate=f"202103{10 + i:02d}",
+                StudyTime="080000",
+                RequestAttributesSequence=[item],
+            )  # fmt: skip
+        )
+    body, ctype = stow_body(instances)
+    r = requests.post(
+        f"{endpoint.base_url}/studies", data=body, headers={**endpoint.headers(), "Content-Type": ctype}, timeout=120
+    )
+    assert r.status_code == 200, r.text[:300]
+    return modality, family, instances
+
+
+def test_series_by_modality_across_the_archive_pages_to_the_end(endpoint: Endpoint, tagged) -> None:
+    modality, _, instances = tagged
+    client = client_of(endpoint)
+    series = client.search_for_series(search_filters={"Modality": modality}, limit=3, get_remaining=True)
+    assert [s["0020000E"]["Value"][0] for s in series] == [i.series_uid for i in reversed(instances)]  # newest first
+    assert {s["0020000D"]["Value"][0] for s in series} == {i.study_uid for i in instances}
+
+
+def test_fuzzy_names_sequences_and_combined_date_time_over_http(endpoint: Endpoint, tagged) -> None:
+    _, family, instances = tagged
+    client = client_of(endpoint)
+    fuzzy = client.search_for_studies(search_filters={"PatientName": f"joh {family[:6].lower()}"}, fuzzymatching=True)
+    assert {s["0020000D"]["Value"][0] for s in fuzzy} == {i.study_uid for i in instances}
+    assert client.search_for_studies(search_filters={"PatientName": f"joh {family[:6].lower()}"}) == []
+    sps = f"SPS{family[4:]}3"
+    found = client.search_for_series(search_filters={"RequestAttributesSequence.ScheduledProcedureStepID": sps})
+    assert [s["0020000E"]["Value"][0] for s in found] == [instances[3].series_uid]
+    # 12 March 09:00 to 14 March 07:00: the 13th at 08:00 only (each range alone would take more).
+    when = {"PatientID": f"TAG{family[4:]}", "StudyDate": "20210312-20210314", "StudyTime": "090000-070000"}
+    found = client.search_for_studies(search_filters=when)
+    assert [s["0020000D"]["Value"][0] for s in found] == [instances[3].study_uid]

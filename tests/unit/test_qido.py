@@ -71,6 +71,7 @@ def test_a_known_attribute_the_level_cannot_match_is_ignored_with_a_warning(para
         ([("limit", "-5")], Level.STUDY, "out of range"),
         ([("offset", "-1")], Level.STUDY, "offset=-1 is out of range"),
         ([("fuzzymatching", "yes")], Level.STUDY, "expected true or false"),
+        ([("PatientID", "x" * 10_001)], Level.STUDY, "the value has 10001 characters, at most 10000"),
         ([("PatientID", "a"), ("PatientID", "b")], Level.STUDY, "given twice with different values"),
     ],
 )
@@ -401,3 +402,39 @@ def test_a_name_matches_by_its_ideographic_and_phonetic_groups_too():
     assert study_matches(attrs, PatientName="やまだ")
     assert study_matches(attrs, PatientName="YAMADA")
     assert not study_matches(attrs, PatientName="山本*")
+
+
+# -- wildcards (PS3.4 C.2.2.2.4) ------------------------------------------------------------------------
+
+
+def test_wildcards_agree_with_a_regular_expression_on_every_small_case():
+    import itertools
+    import re
+
+    from dicomweb_server.search.query import wildcard_match
+
+    for n in range(5):
+        for pattern in map("".join, itertools.product("ab*?", repeat=n)):
+            regex = re.compile("".join(".*" if c == "*" else "." if c == "?" else c for c in pattern), re.DOTALL)
+            for m in range(5):
+                for text in map("".join, itertools.product("ab", repeat=m)):
+                    assert wildcard_match(pattern, text) is bool(regex.fullmatch(text)), (pattern, text)
+
+
+def test_a_pattern_of_many_stars_on_a_near_miss_answers_instead_of_hanging():
+    """``*a*a…*b`` against ``aaa…`` backtracks exponentially as a regular expression; the matcher
+    answers (the alarm only turns a regression into a failure instead of a hung suite)."""
+    import signal
+
+    def hung(*_):  # type: ignore[no-untyped-def]
+        raise AssertionError("wildcard matching did not finish")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        attrs = {"00081030": {"vr": "LO", "Value": ["a" * 64]}}
+        assert not study_matches(attrs, StudyDescription="*a" * 30 + "b")
+        assert study_matches(attrs, StudyDescription="*a" * 30 + "*")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -11,7 +11,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from ..errors import ServiceUnavailable
 from ..ports import AddOutcome, Page
@@ -23,6 +23,9 @@ from . import keys
 from .items import Action, ConditionFailed, Contention, Item, ItemStore, Put, Range, Update
 from .keys import META, instance_sk, series_sk, study_pk
 from .plan import ByUids, Walk, plan_series, plan_studies
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 _RETRIES = 6
 #: TransactWriteItems takes at most 100 actions.
@@ -37,7 +40,7 @@ _PARALLEL = 8
 
 class ItemIndex:
     #: Threads that read the partitions of a group at once (shared by every index in the process).
-    _pool: ThreadPoolExecutor | None = None
+    _pool: Executor | None = None
 
     def __init__(self, store: ItemStore, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
@@ -213,6 +216,8 @@ class ItemIndex:
         if len(pks) == 1:
             return [self._page(pks[0], where, limit)]
         if ItemIndex._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # on first use: not at cold start
+
             ItemIndex._pool = ThreadPoolExecutor(max_workers=_PARALLEL, thread_name_prefix="index")
         return list(ItemIndex._pool.map(lambda pk: self._page(pk, where, limit), pks))
 

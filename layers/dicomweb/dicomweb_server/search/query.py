@@ -59,6 +59,8 @@ _COMPUTED_STUDY = {
 _COMPUTED_SERIES = {"00201209": "IS", "00080056": "CS"}
 _COMPUTED_INSTANCE = {"00080056": "CS"}
 RETRIEVE_URL = "00081190"
+#: The longest matching value taken (a list of about 150 UIDs; single DICOM values are far shorter).
+MAX_VALUE = 10_000
 CONTROL_PARAMS = {"limit", "offset", "includefield", "fuzzymatching", "continuation"}
 _NUMERIC = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
 _LIST_VRS = {"UI", "CS"}
@@ -127,9 +129,25 @@ def fuzzy_literal(raw: str) -> str:
     return max(starts, key=len, default="")
 
 
-def _wildcard(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, flags | re.DOTALL)
+def wildcard_match(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern`` whole, ``*`` standing for any run and ``?`` for one
+    character (PS3.4 C.2.2.2.4). Greedy with one backtrack point, so the time is at most
+    len(pattern) × len(text) whatever the pattern (a regular expression of many ``*`` can take
+    exponential time on a near miss)."""
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p, t = p + 1, t + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark = p, t
+            p += 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            t = mark
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])
 
 
 def _digits(text: str) -> str:
@@ -254,7 +272,7 @@ class Predicate:
             return _digits(text).replace(".", "") == _digits(self.raw).replace(".", "")
         if self.vr == "TM":
             return _time_key(text) == _time_key(self.raw)
-        return any(_wildcard(choice).fullmatch(text) for choice in self.choices)
+        return any(wildcard_match(choice, text) for choice in self.choices)
 
     @cached_property
     def _pn_query(self) -> str:
@@ -265,14 +283,14 @@ class Predicate:
         query = self._pn_query
         if self.fuzzy:
             words = name_words(name)
-            return all(any(_wildcard(q + "*").fullmatch(w) for w in words) for q in name_words(query))
-        if ("*" in query or "?" in query) and _wildcard(query).fullmatch(name):
+            return all(any(wildcard_match(q + "*", w) for w in words) for q in name_words(query))
+        if ("*" in query or "?" in query) and wildcard_match(query, name):
             return True
         have = name.split("^")
         for i, component in enumerate(query.split("^")):
             if component == "" or component == "*":
                 continue
-            if i >= len(have) or not _wildcard(component).fullmatch(have[i]):
+            if i >= len(have) or not wildcard_match(component, have[i]):
                 return False
         return True
 
@@ -411,6 +429,8 @@ def parse_query(
         else:
             path = _path(name)
             key, top = ".".join(path), path[0]
+            if len(value) > MAX_VALUE:
+                raise BadRequest(f"{_name(key)}: the value has {len(value)} characters, at most {MAX_VALUE} are taken")
             vr = _vr(path[-1])
             if top not in searchable:
                 # A DICOM attribute this level does not hold: ignored, and said so (never silently).
