@@ -9,6 +9,7 @@ S3/DynamoDB endpoint). Shared by the unit and integration tests.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import secrets
@@ -47,9 +48,22 @@ class Instance:
     source: str
 
     @property
-    def key(self) -> str:
-        """Where the server stores it (``ingest.instance_key``), spelled out independently."""
-        return f"studies/{self.study_uid}/series/{self.series_uid}/instances/{self.sop_uid}.dcm"
+    def prefix(self) -> str:
+        """The folder the server stores its objects in (``blobs.keys``), spelled out independently."""
+        return f"studies/{self.study_uid}/series/{self.series_uid}/instances/{self.sop_uid}/"
+
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.data).hexdigest()  # noqa: S324 - the server's content check
+
+    def stored_key(self, index: Any) -> str:
+        """The key of the object ``index`` names for this instance, checked to be one of this
+        instance's keys and named after this content's MD5."""
+        found = index.indexed_object(self.study_uid, self.series_uid, self.sop_uid)
+        assert found is not None, f"{self.sop_uid} is not indexed"
+        md5, key = found
+        assert key.startswith(self.prefix) and key[len(self.prefix) :].startswith(md5 + "-"), key
+        return str(key)
 
     def dataset(self) -> Dataset:
         return dcmread(io.BytesIO(self.data))

@@ -26,8 +26,8 @@ def find_study(backend, study_uid):
 def test_a_dropped_instance_is_indexed_and_moved_to_its_canonical_key(backend):
     inst = make_instance("ct", PatientID="DROP-1")
     assert drop(backend, "incoming/batch 1/ct.dcm", inst.data) == (DropOutcome.INDEXED, None)
-    assert backend.objects() == [inst.key]
-    assert backend.blobs.get(inst.key) == inst.data
+    assert backend.objects() == [inst.stored_key(backend.index)]
+    assert backend.blobs.get(inst.stored_key(backend.index)) == inst.data
     (study,) = find_study(backend, inst.study_uid)
     assert study.instance_count == 1
     by_patient, _ = pair(backend.index.search_studies(parse_query([("PatientID", "DROP-1")], Level.STUDY)))
@@ -60,7 +60,7 @@ def test_the_same_file_dropped_again_is_a_duplicate(backend):
     inst = make_instance("ct")
     drop(backend, "incoming/first.dcm", inst.data)
     assert drop(backend, "incoming/again.dcm", inst.data) == (DropOutcome.DUPLICATE, None)
-    assert backend.objects() == [inst.key]
+    assert backend.objects() == [inst.stored_key(backend.index)]
     assert find_study(backend, inst.study_uid)[0].instance_count == 1
 
 
@@ -75,8 +75,8 @@ def test_a_different_file_with_a_stored_sop_instance_uid_is_rejected(backend):
     )
     drop(backend, "incoming/original.dcm", original.data)
     assert drop(backend, "incoming/impostor.dcm", impostor.data) == (DropOutcome.REJECTED, 0x0111)
-    assert backend.objects() == ["rejected/impostor.dcm", original.key]
-    assert backend.blobs.get(original.key) == original.data
+    assert backend.objects() == ["rejected/impostor.dcm", original.stored_key(backend.index)]
+    assert backend.blobs.get(original.stored_key(backend.index)) == original.data
 
 
 @pytest.mark.parametrize("key", ["studies/1/series/2/instances/3.dcm", "rejected/x.dcm", "incoming/folder/"])
@@ -93,4 +93,4 @@ def test_when_indexing_fails_the_incoming_file_stays_for_the_retry(backend):
         index_dropped("incoming/retry.dcm", index=FailingIndex(backend.index), blobs=backend.blobs)
     assert backend.objects() == ["incoming/retry.dcm"]  # no canonical copy without an index entry
     assert index_dropped("incoming/retry.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.INDEXED, None)
-    assert backend.objects() == [inst.key]
+    assert backend.objects() == [inst.stored_key(backend.index)]

@@ -39,7 +39,7 @@ def stored_sops(response):
 
 
 def assert_not_stored(backend, instance):
-    assert instance.key not in backend.objects()
+    assert not [k for k in backend.objects() if k.startswith(instance.prefix)]
     assert backend.index.indexed_md5(instance.study_uid, instance.series_uid, instance.sop_uid) is None
 
 
@@ -58,9 +58,9 @@ def test_store_returns_references_with_retrieve_urls(client, backend):
     assert [value(r, RETRIEVE_URL) for r in refs] == [
         f"{BASE}/studies/{i.study_uid}/series/{i.series_uid}/instances/{i.sop_uid}" for i in study
     ]
-    assert backend.objects() == sorted(i.key for i in study)
+    assert backend.objects() == sorted(i.stored_key(backend.index) for i in study)
     for inst in study:
-        assert backend.blobs.get(inst.key) == inst.data
+        assert backend.blobs.get(inst.stored_key(backend.index)) == inst.data
         assert (
             backend.index.indexed_md5(inst.study_uid, inst.series_uid, inst.sop_uid)
             == hashlib.md5(inst.data).hexdigest()
@@ -72,7 +72,7 @@ def test_store_into_a_named_study(client, backend):
     response = stow(client, [inst], path=f"/studies/{inst.study_uid}")
     assert response.status_code == 200
     assert stored_sops(response) == [inst.sop_uid]
-    assert backend.objects() == [inst.key]
+    assert backend.objects() == [inst.stored_key(backend.index)]
 
 
 @pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
@@ -85,7 +85,7 @@ def test_valid_parts_are_stored_and_bad_ones_reported_with_nothing_left_behind(c
     assert response.status_code == 202
     assert stored_sops(response) == [good.sop_uid]
     assert failures(response) == [(None, 0xC000), (None, 0xC000), (no_class.sop_uid, 0xA900), (bad_uid.sop_uid, 0xA900)]
-    assert backend.objects() == [good.key]
+    assert backend.objects() == [good.stored_key(backend.index)]
     for bad in (cut, no_class):
         assert_not_stored(backend, bad)
     warning = response.headers["warning"]
@@ -113,7 +113,7 @@ def test_instances_of_another_study_are_refused_on_post_to_a_study(client, backe
     assert "belongs to study" in response.headers["warning"]
     assert response.json()[RETRIEVE_URL]["Value"] == [f"{BASE}/studies/{wanted}"]
     assert_not_stored(backend, other)
-    assert backend.objects() == [mine.key]
+    assert backend.objects() == [mine.stored_key(backend.index)]
     assert stow(client, [other], path=f"/studies/{wanted}").status_code == 409
 
 
@@ -123,7 +123,7 @@ def test_storing_the_same_instance_again_is_idempotent(client, backend):
     again = stow(client, [inst])
     assert again.status_code == 200
     assert stored_sops(again) == [inst.sop_uid]
-    assert backend.objects() == [inst.key]
+    assert backend.objects() == [inst.stored_key(backend.index)]
     (study,) = client.get("/studies", params={"StudyInstanceUID": inst.study_uid}).json()
     assert study["00201208"]["Value"] == [1]
     assert study["00201206"]["Value"] == [1]
@@ -142,7 +142,7 @@ def test_same_sop_instance_uid_with_different_content_is_refused(client, backend
     response = stow(client, [impostor])
     assert response.status_code == 409
     assert failures(response) == [(original.sop_uid, 0x0111)]
-    assert backend.blobs.get(original.key) == original.data
+    assert backend.blobs.get(original.stored_key(backend.index)) == original.data
     assert (
         backend.index.indexed_md5(original.study_uid, original.series_uid, original.sop_uid)
         == hashlib.md5(original.data).hexdigest()

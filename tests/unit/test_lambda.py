@@ -33,8 +33,8 @@ def test_s3_event_with_an_encoded_key_indexes_the_dropped_file(aws, lambda_conte
     aws.s3.put_object(Bucket=aws.bucket, Key="incoming/My Study/file+1.dcm", Body=inst.data)
     handler = s3_handler(Settings(bucket_name=aws.bucket, table_name=aws.table))
     assert handler(s3_event(aws.bucket), lambda_context) == {"indexed": 1}
-    assert list_keys(aws.s3, aws.bucket) == [inst.key]
     index = DynamoDbIndex(aws.dynamodb, aws.table)
+    assert list_keys(aws.s3, aws.bucket) == [inst.stored_key(index)]
     assert index.get_study(inst.study_uid).instance_count == 1
     assert handler(s3_event(aws.bucket), lambda_context) == {"gone": 1}  # redelivered
     assert index.get_study(inst.study_uid).instance_count == 1

@@ -61,6 +61,11 @@ class MetadataIndex(Protocol):
         """MD5 of the instance if it is indexed, else None (read-after-write consistent)."""
         ...
 
+    def indexed_object(self, study_uid: str, series_uid: str, sop_uid: str) -> tuple[str, str] | None:
+        """The indexed instance's MD5 and object key ("" for an object stored before keys carried
+        a writer), or None when it is not indexed (a consistent read)."""
+        ...
+
     def add_instance(self, record: InstanceRecord) -> AddOutcome:
         """Index one instance and update its study and series aggregates exactly once.
 

@@ -67,6 +67,8 @@ class InstanceRecord:
     number_of_frames: int
     #: Full WADO-RS metadata (DICOM JSON without bulk data), or None when too large for the index.
     metadata: DicomJson | None
+    #: Where the object is stored (``blobs.keys.object_key``); set by the writer before indexing.
+    object_key: str = ""
 
     @property
     def modality(self) -> str:
@@ -110,6 +112,8 @@ class StoredInstance:
     attrs: DicomJson
     series_attrs: DicomJson
     metadata: DicomJson | None
+    #: The object's key ("" for one stored before keys carried a writer: ``blobs.keys.stored_key``).
+    object_key: str = ""
 
     @classmethod
     def from_record(cls, record: InstanceRecord, series_attrs: DicomJson) -> StoredInstance:
@@ -125,6 +129,7 @@ class StoredInstance:
             attrs=record.instance,
             series_attrs=series_attrs,
             metadata=record.metadata,
+            object_key=record.object_key,
         )
 
 

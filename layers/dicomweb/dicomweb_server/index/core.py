@@ -54,6 +54,10 @@ class ItemIndex:
         got = self.store.get(study_pk(study_uid), instance_sk(series_uid, sop_uid))
         return str(got["md5"]) if got else None
 
+    def indexed_object(self, study_uid: str, series_uid: str, sop_uid: str) -> tuple[str, str] | None:
+        got = self.store.get(study_pk(study_uid), instance_sk(series_uid, sop_uid))
+        return (str(got["md5"]), str(got.get("obj", ""))) if got else None
+
     def add_instance(self, record: InstanceRecord) -> AddOutcome:
         for attempt in range(_RETRIES):
             study = self.store.get(study_pk(record.study_uid), META)
@@ -265,11 +269,11 @@ class ItemIndex:
 
             def page_size(previous: int, parts: int = parts) -> int:
                 if previous == 0 and yielded[0] < wanted:  # a first page: this partition's share
-                    return max(1, -(-(wanted - yielded[0]) // parts) - 1)
-                if fetched[0] < wanted:  # a partition that ran dry first: what is still missing
-                    return -(-(wanted - fetched[0]) // parts) + 1
-                if yielded[0] < wanted:  # enough is waiting in the other partitions
-                    return 2
+                    return max(1, -(-(wanted - yielded[0]) // parts) - 2)
+                if fetched[0] < wanted:  # a partition that ran dry first: its share of what is missing
+                    return -(-(wanted - fetched[0]) // parts)
+                if yielded[0] < wanted:  # enough is waiting in the other partitions: one at a time
+                    return 1
                 return min(max(previous * 2, 2), _PAGE)
 
             limit = page_size(0)

@@ -39,6 +39,7 @@ INSTANCE_FIELDS = {
     "size": "size",
     "md5": "md5",
     "number_of_frames": "frames",
+    "object_key": "obj",
 }
 
 
@@ -56,7 +57,8 @@ def instance_sk(series_uid: str, sop_uid: str) -> str:
 
 def instance_fields(record: InstanceRecord) -> dict[str, Any]:
     """The instance item's attributes that ``INSTANCE_FIELDS`` names, from a record."""
-    return {attr: getattr(record, field) for field, attr in INSTANCE_FIELDS.items()}
+    fields = {attr: getattr(record, field) for field, attr in INSTANCE_FIELDS.items()}
+    return {attr: value for attr, value in fields.items() if value != ""}
 
 
 def fields_of_item(item: dict[str, Any]) -> dict[str, Any]:

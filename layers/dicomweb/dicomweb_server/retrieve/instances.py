@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pydicom import dcmread
 from pydicom.uid import UID, JPEGBaseline8Bit
 
-from ..blobs.keys import instance_key
+from ..blobs.keys import stored_key
 from ..errors import NotAcceptable, NotFound
 from ..formats import multipart
 from ..formats.media import DICOM, MediaType
@@ -48,7 +48,7 @@ def load_instances(
     """The Part-10 bytes of each instance in the requested transfer syntax, with that syntax."""
     out: list[tuple[bytes, str]] = []
     for inst in instances:
-        data = blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
+        data = blobs.get(stored_key(inst))
         ts = inst.transfer_syntax_uid
         if fmt.transfer_syntax and fmt.transfer_syntax != ts:
             data = transcode(data, ts, fmt.transfer_syntax, inst.sop_uid)
@@ -81,7 +81,7 @@ def render_jpeg_frames(
     """Every frame of every image instance as a JPEG part (instances without pixels are skipped)."""
     parts: list[tuple[bytes, dict[str, str]]] = []
     for inst in instances:
-        ds = dcmread(io.BytesIO(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))))
+        ds = dcmread(io.BytesIO(blobs.get(stored_key(inst))))
         if "PixelData" not in ds:
             continue
         location = f"{base_url}/studies/{inst.study_uid}/series/{inst.series_uid}/instances/{inst.sop_uid}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..blobs.keys import instance_key
+from ..blobs.keys import stored_key
 from ..formats import dicom_json
 from ..ports import BlobStore
 from ..records import DicomJson, StoredInstance
@@ -18,7 +18,7 @@ def metadata(instances: Sequence[StoredInstance], blobs: BlobStore) -> list[Dico
     for inst in instances:
         meta = inst.metadata
         if meta is None:  # too large for the index: read it from the object
-            ds = parse_part10(blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid)))
+            ds = parse_part10(blobs.get(stored_key(inst)))
             meta = dicom_json.metadata(ds)
         out.append(meta)
     return out

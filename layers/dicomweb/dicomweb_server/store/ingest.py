@@ -10,7 +10,7 @@ import hashlib
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from pydicom import dcmread
@@ -18,7 +18,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from ..blobs.keys import instance_key
+from ..blobs.keys import instance_key, object_key
+from ..errors import ServiceUnavailable
 from ..formats import dicom_json
 from ..ports import AddOutcome, BlobStore, MetadataIndex
 from ..records import (
@@ -193,9 +194,14 @@ def ingest(
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
-    ``place(key)`` puts the bytes at the canonical key; by default ``blobs.put``. The S3-drop indexer
-    passes a server-side copy instead. If indexing fails, an object placed by this call is removed
-    again, so no object is left without its index entry.
+    ``place(key)`` puts the bytes at ``key``; by default ``blobs.put``. The S3-drop indexer passes a
+    server-side copy instead. The object goes under a key of this writer's own
+    (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
+    SOP Instance UID wins, and every other writer removes its own object and is told what is
+    stored (the same bytes: an identical duplicate; other bytes: a failure). No writer ever
+    overwrites or deletes another writer's object, so the stored object always has the MD5 its
+    index entry names. If indexing fails, this writer's object is removed again, unless the
+    index does name it (a write that succeeded although its answer was lost).
     """
     ds = parse_part10(data)
     record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
@@ -206,24 +212,51 @@ def ingest(
             record.sop_class_uid,
             record.sop_uid,
         )
-    key = instance_key(record.study_uid, record.series_uid, record.sop_uid)
-    existing = index.indexed_md5(record.study_uid, record.series_uid, record.sop_uid)
-    if existing is not None:
-        if existing == record.md5:
-            return IngestResult(record, key, Stored.IDENTICAL_DUPLICATE)
+    uids = (record.study_uid, record.series_uid, record.sop_uid)
+    known = index.indexed_object(*uids)
+    if known is not None:  # no write at all for what is already stored
+        return _settled(record, known)
+    key = object_key(*uids, record.md5)
+    record = replace(record, object_key=key)
+    (place or (lambda k: blobs.put(k, data)))(key)
+    try:
+        outcome = index.add_instance(record)
+    except BaseException:
+        _remove_unless_indexed(index, blobs, uids, key)
+        raise
+    if outcome is AddOutcome.ALREADY_INDEXED:
+        # Another writer indexed this SOP Instance UID between our check and our write.
+        winner = index.indexed_object(*uids)
+        if winner is None:
+            blobs.delete(key)
+            raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
+        if winner[1] != key:
+            blobs.delete(key)
+        return _settled(record, winner)
+    return IngestResult(record, key, Stored.NEW)
+
+
+def _remove_unless_indexed(index: MetadataIndex, blobs: BlobStore, uids: tuple[str, str, str], key: str) -> None:
+    """After a failed index write: remove this writer's object, unless the write did land (its
+    answer lost) and the index names it. When even that cannot be read, the object stays for the
+    repair command: the error being handled is what the caller sees."""
+    try:
+        named = (index.indexed_object(*uids) or ("", ""))[1]
+    except Exception:  # noqa: BLE001 - the original error propagates; this lookup is best effort
+        return
+    if named != key:
+        blobs.delete(key)
+
+
+def _settled(record: InstanceRecord, stored: tuple[str, str]) -> IngestResult:
+    """The answer for an instance whose SOP Instance UID is indexed already (MD5, object key)."""
+    md5, key = stored
+    if md5 != record.md5:
         raise InvalidInstance(
             Reason.DUPLICATE_SOP_INSTANCE,
             "an instance with this SOP Instance UID is already stored with different content",
             record.sop_class_uid,
             record.sop_uid,
         )
-    (place or (lambda k: blobs.put(k, data)))(key)
-    try:
-        outcome = index.add_instance(record)
-    except Exception:
-        blobs.delete(key)
-        raise
-    if outcome is AddOutcome.ALREADY_INDEXED:
-        # A concurrent writer indexed it between our check and our write: identical by UID.
-        return IngestResult(record, key, Stored.IDENTICAL_DUPLICATE)
-    return IngestResult(record, key, Stored.NEW)
+    key = key or instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    return IngestResult(replace(record, object_key=key), key, Stored.IDENTICAL_DUPLICATE)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..blobs.keys import instance_key
+from ..blobs.keys import stored_key
 from ..errors import NotFound
 from ..records import StoredInstance
 from ..retrieve import frames as fr
@@ -32,7 +32,7 @@ def routes(svc: Services) -> list[Route]:
         return found[0]
 
     def _data(inst: StoredInstance) -> bytes:
-        return svc.blobs.get(instance_key(inst.study_uid, inst.series_uid, inst.sop_uid))
+        return svc.blobs.get(stored_key(inst))
 
     def _send(size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]]) -> Response:
         body, content_type = policy.build_within(size, answer, limit, build)

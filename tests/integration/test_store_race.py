@@ -1,0 +1,55 @@
+"""Concurrent STOW-RS of one SOP Instance UID through the deployed stack (several Lambdas side by
+side): one object stays, it is the one the index names, and each client is told the truth."""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from pydicom.uid import generate_uid
+
+from tests.corpus import make_instance, read_multipart, stow_body
+
+from .conftest import Endpoint
+
+pytestmark = pytest.mark.integration
+
+FAILURE_REASON, FAILED_SOP_SEQUENCE = "00081197", "00081198"
+
+
+def test_eight_concurrent_stows_of_two_versions_leave_the_winner_only(endpoint: Endpoint, s3: Any) -> None:
+    study, series, sop = generate_uid(), generate_uid(), generate_uid()
+    versions = [
+        make_instance("ct", study_uid=study, series_uid=series, sop_uid=sop, PatientID=f"RACE-{n}") for n in range(2)
+    ]
+
+    def store(n: int) -> requests.Response:
+        body, ctype = stow_body([versions[n % 2]])
+        headers = {**endpoint.headers(), "Content-Type": ctype, "Accept": "application/dicom+json"}
+        return requests.post(f"{endpoint.base_url}/studies", data=body, headers=headers, timeout=120)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(store, range(8)))
+    r = endpoint.get(
+        f"/studies/{study}/series/{series}/instances/{sop}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    )
+    assert r.status_code == 200
+    ((_, stored),) = read_multipart(r.content, r.headers["content-type"])
+    winner = next(n for n, v in enumerate(versions) if v.data == stored)
+    for n, answer in enumerate(answers):
+        if n % 2 == winner:
+            assert answer.status_code == 200, (n, answer.status_code, answer.text[:300])
+        else:
+            assert answer.status_code == 409, (n, answer.status_code, answer.text[:300])
+            failed = answer.json()[FAILED_SOP_SEQUENCE]["Value"]
+            assert [f[FAILURE_REASON]["Value"][0] for f in failed] == [0x0111]
+    listed = s3.list_objects_v2(Bucket=endpoint.bucket, Prefix=versions[0].prefix).get("Contents", [])
+    assert len(listed) == 1, [o["Key"] for o in listed]
+    md5 = hashlib.md5(stored).hexdigest()  # noqa: S324
+    assert listed[0]["Key"].rsplit("/", 1)[1].startswith(md5 + "-")
+    found = endpoint.get("/studies", params={"StudyInstanceUID": study}).json()
+    assert found[0]["00201208"]["Value"] == [1]  # NumberOfStudyRelatedInstances
