@@ -250,10 +250,11 @@ class ItemIndex:
     def _walk(self, plan: Walk, after: str | None, wanted: int) -> Iterator[Item]:
         """Every posting of the plan, newest first, once, strictly after the cursor ``after``.
 
-        ``wanted`` is how many postings the caller expects to need: each partition of a merged group
-        reads its share of what is still wanted (plus one), so a page reads about ``wanted`` postings
-        and at most a small page more per shard; past ``wanted`` (postings that did not match), pages
-        double up to ``_PAGE``."""
+        ``wanted`` is how many postings the caller expects to need. The partitions of a merged group
+        are first read concurrently for a little less than their share of it; a partition that runs
+        dry first reads its share of what is still missing, then one at a time once enough waits in
+        the others (a merge must see every partition's next posting); past ``wanted`` (postings
+        that did not match), pages double up to ``_PAGE``."""
         yielded = [0]  # read live by page_size: postings handed out so far
         fetched = [0]  # postings read from the store (handed out, or waiting in a stream)
         for group in plan.groups:
