@@ -53,3 +53,26 @@ def test_eight_concurrent_stows_of_two_versions_leave_the_winner_only(endpoint: 
     assert listed[0]["Key"].rsplit("/", 1)[1].startswith(md5 + "-")
     found = endpoint.get("/studies", params={"StudyInstanceUID": study}).json()
     assert found[0]["00201208"]["Value"] == [1]  # NumberOfStudyRelatedInstances
+
+
+def test_dicomweb_client_stores_datasets_built_in_memory(endpoint: Endpoint) -> None:
+    """store_instances of datasets with no preamble (built in memory, as highdicom and pydicom
+    make them) are stored as complete Part-10 files and retrieved intact."""
+    import io
+
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+    from pydicom.dataset import Dataset
+
+    built = []
+    for n in range(3):
+        source = pydicom.dcmread(io.BytesIO(make_instance("ct", PatientID=f"MEM-{n}").data))
+        ds = Dataset()
+        ds.update(source)
+        ds.file_meta = source.file_meta
+        built.append(ds)
+    client = DICOMwebClient(url=endpoint.base_url, headers=endpoint.headers())
+    response = client.store_instances(built)
+    assert len(response.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in response
+    back = client.retrieve_instance(built[1].StudyInstanceUID, built[1].SeriesInstanceUID, built[1].SOPInstanceUID)
+    assert back.PatientID == "MEM-1" and back.pixel_array.shape == built[1].pixel_array.shape

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dicomweb_server.errors import StorageError
+
 
 class FailingIndex:
     """The real index, except that writing to it fails (DynamoDB down, throttled, ...)."""
@@ -15,7 +17,7 @@ class FailingIndex:
         return getattr(self._index, name)
 
     def add_instance(self, record):
-        raise RuntimeError("the index is unavailable")
+        raise StorageError("the index is unavailable")
 
 
 class Untransacted:

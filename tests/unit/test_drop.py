@@ -7,6 +7,7 @@ import pytest
 
 from dicomweb_server.search.query import Level, parse_query
 from dicomweb_server.store.drop import DropOutcome, index_dropped
+from dicomweb_server.store.ingest import StorageFailed
 from tests.corpus import make_instance
 from tests.unit.doubles import pair
 
@@ -89,7 +90,7 @@ def test_keys_outside_incoming_and_folder_markers_are_ignored(backend, key):
 def test_when_indexing_fails_the_incoming_file_stays_for_the_retry(backend):
     inst = make_instance("mr")
     backend.blobs.put("incoming/retry.dcm", inst.data)
-    with pytest.raises(RuntimeError, match="the index is unavailable"):
+    with pytest.raises(StorageFailed, match="the index is unavailable"):
         index_dropped("incoming/retry.dcm", index=FailingIndex(backend.index), blobs=backend.blobs)
     assert backend.objects() == ["incoming/retry.dcm"]  # no canonical copy without an index entry
     assert index_dropped("incoming/retry.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.INDEXED, None)

@@ -234,16 +234,26 @@ def test_invalid_study_uid_in_the_path_is_400(memory_client, memory, uid):
     assert memory.objects() == []
 
 
-def test_unsatisfiable_accept_is_406_and_stores_nothing(memory_client, memory):
-    response = stow(memory_client, [make_instance("ct")], accept="image/png")
+@pytest.mark.parametrize("accept", ["image/png", 'multipart/related; type="application/dicom"'])
+def test_unsatisfiable_accept_is_406_and_stores_nothing(memory_client, memory, accept):
+    response = stow(memory_client, [make_instance("ct")], accept=accept)
     assert response.status_code == 406
     assert "application/dicom+json" in response.json()["message"]
     assert memory.objects() == []
 
 
-def test_xml_response_when_asked(client):
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/dicom+xml",
+        'multipart/related; type="application/dicom+xml"',  # how several clients ask for it
+        "multipart/related; type=application/dicom+xml, application/dicom+json;q=0.5",
+        "application/xml",
+    ],
+)
+def test_xml_response_when_asked(client, accept):
     inst = make_instance("ct")
-    response = stow(client, [inst], accept="application/dicom+xml")
+    response = stow(client, [inst], accept=accept)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/dicom+xml")
     assert f'<Value number="1">{inst.sop_uid}</Value>' in response.text
@@ -256,6 +266,26 @@ def test_a_failing_index_write_leaves_no_object_behind(make_client, backend):
     assert response.status_code == 409  # that instance failed; the request itself was fine
     [failed] = response.json()["00081198"]["Value"]
     assert failed["00081197"]["Value"] == [0x0110]
-    assert "send it again" in response.headers["Warning"]
+    assert "could not be stored" in response.headers["Warning"]
+    assert backend.objects() == []
+    assert_not_stored(backend, inst)
+
+
+def test_a_bug_while_storing_is_a_500_not_a_polite_failure_and_leaves_no_object(make_client, backend):
+    """Only storage errors become per-instance failures: anything else is a server fault that must
+    surface (a 500, logged by type), so a test that says "never a 5xx" can catch a bug."""
+
+    class Buggy:
+        def __getattr__(self, name):
+            return getattr(backend.index, name)
+
+        def add_instance(self, record):
+            raise KeyError("a bug")
+
+    client = make_client(index=Buggy(), raise_server_exceptions=False)
+    inst = make_instance("ct")
+    body, ctype = stow_body([inst])
+    response = client.post("/studies", content=body, headers={"content-type": ctype})
+    assert response.status_code == 500
     assert backend.objects() == []
     assert_not_stored(backend, inst)

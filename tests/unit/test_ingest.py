@@ -69,3 +69,30 @@ def test_non_dicom_is_cannot_understand(data, message):
         parse_part10(data)
     assert err.value.reason is Reason.CANNOT_UNDERSTAND
     assert message in err.value.message
+
+
+def test_a_file_written_without_its_preamble_is_stored_as_a_complete_part10_file(backend):
+    """pydicom's dcmwrite of a dataset built in memory (what dicomweb-client's store_instances
+    sends) writes the file meta group with no preamble and no DICM prefix: it is stored with them,
+    byte for byte otherwise, and retrieving it gives a complete Part-10 file."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    from dicomweb_server.store.ingest import Stored, ingest
+
+    source = pydicom.dcmread(io.BytesIO(make_instance("ct").data))
+    ds = Dataset()
+    ds.update(source)
+    ds.file_meta = source.file_meta
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds)
+    sent = out.getvalue()
+    assert sent[:4] == b"\x02\x00\x00\x00" and sent[128:132] != b"DICM"
+    result = ingest(sent, index=backend.index, blobs=backend.blobs)
+    assert result.outcome is Stored.NEW
+    stored = backend.blobs.get(result.key)
+    assert stored == bytes(128) + b"DICM" + sent
+    assert pydicom.dcmread(io.BytesIO(stored)).SOPInstanceUID == ds.SOPInstanceUID
+    assert ingest(sent, index=backend.index, blobs=backend.blobs).outcome is Stored.IDENTICAL_DUPLICATE

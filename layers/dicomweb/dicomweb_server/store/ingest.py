@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from ..blobs.keys import instance_key, object_key
-from ..errors import ServiceUnavailable
+from ..errors import ServiceUnavailable, StorageError
 from ..formats import dicom_json
 from ..ports import AddOutcome, BlobStore, MetadataIndex
 from ..records import (
@@ -48,6 +48,17 @@ class Reason(int, Enum):
     STUDY_UID_MISMATCH = 0xA901
 
 
+class StorageFailed(Exception):
+    """A valid instance could not be stored because S3 or DynamoDB failed (``cause``); nothing of
+    it is left behind (or what is left is this writer's own object, for the repair command)."""
+
+    def __init__(self, cause: StorageError, sop_class_uid: str, sop_uid: str) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sop_class_uid = sop_class_uid
+        self.sop_uid = sop_uid
+
+
 class InvalidInstance(Exception):
     """One instance cannot be stored; STOW reports it in FailedSOPSequence."""
 
@@ -57,6 +68,16 @@ class InvalidInstance(Exception):
         self.message = message
         self.sop_class_uid = sop_class_uid
         self.sop_uid = sop_uid
+
+
+def with_preamble(data: bytes) -> bytes:
+    """A Part-10 file written without its 128-byte preamble and ``DICM`` prefix (what pydicom's
+    ``dcmwrite`` makes of a dataset built in memory, which the Python dicomweb-client sends as it
+    is) gets them, so what is stored is a complete Part-10 file. Nothing else changes: the file
+    meta group and the data set stay byte for byte."""
+    if data[128:132] != b"DICM" and data[:4] == b"\x02\x00\x00\x00" and data[4:6] == b"UL":
+        return bytes(128) + b"DICM" + data
+    return data
 
 
 def parse_part10(data: bytes) -> Dataset:
@@ -203,6 +224,9 @@ def ingest(
     index entry names. If indexing fails, this writer's object is removed again, unless the
     index does name it (a write that succeeded although its answer was lost).
     """
+    complete = with_preamble(data)
+    if complete is not data:
+        data, place = complete, None  # the stored object is the completed file, not a copy of the sent one
     ds = parse_part10(data)
     record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
@@ -212,6 +236,19 @@ def ingest(
             record.sop_class_uid,
             record.sop_uid,
         )
+    try:
+        return _store(record, data, index, blobs, place)
+    except StorageError as exc:
+        raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
+
+
+def _store(
+    record: InstanceRecord,
+    data: bytes,
+    index: MetadataIndex,
+    blobs: BlobStore,
+    place: Callable[[str], None] | None,
+) -> IngestResult:
     uids = (record.study_uid, record.series_uid, record.sop_uid)
     known = index.indexed_object(*uids)
     if known is not None:  # no write at all for what is already stored

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, NotAcceptable, PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
 from ..formats import dicom_json as dj
 from ..formats import multipart
 from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, JSON, MediaType, parse_accept
@@ -18,7 +18,7 @@ from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
 from .compose import compose
-from .ingest import InvalidInstance, Reason, ingest
+from .ingest import InvalidInstance, Reason, StorageFailed, Stored, ingest
 
 log = logging.getLogger("dicomweb.stow")
 
@@ -43,6 +43,10 @@ class StowOutcome:
     stored: list[StoredRef] = field(default_factory=list)
     failed: list[FailedRef] = field(default_factory=list)
     study_uids: set[str] = field(default_factory=set)
+    #: Instances this request stored that were not stored before (identical duplicates excluded).
+    new: int = 0
+    #: A throttle or outage that failed an instance: its Retry-After goes with the answer.
+    unavailable: ServiceUnavailable | None = None
 
     @property
     def status(self) -> int:
@@ -77,11 +81,13 @@ def negotiate_store_response(accept: str | None, request_part_type: str) -> str:
             return r.type
         if r.type == "application/xml":
             return DICOM_XML
+        if r.type == "multipart/related" and (r.param("type") or "").lower() == DICOM_XML:
+            return DICOM_XML  # as several clients ask for it; the answer is one XML document
         if r.type in ("*/*", "application/*"):
             return DICOM_XML if request_part_type == DICOM_XML else DICOM_JSON
     raise NotAcceptable(
         f"cannot satisfy Accept: {accept}; the Store Instances Response is available as "
-        f"{DICOM_JSON}, {JSON} or {DICOM_XML}"
+        f'{DICOM_JSON}, {JSON} or {DICOM_XML} (also asked for as multipart/related; type="{DICOM_XML}")'
     )
 
 
@@ -107,11 +113,9 @@ def store(
                 )
             except InvalidInstance as exc:
                 failure = exc
-            except Exception as exc:  # storage failed (ingest left nothing behind): this instance only
-                log.error("storing an instance failed", extra=exception_summary(exc))
-                failure = InvalidInstance(
-                    Reason.PROCESSING_FAILURE, "the instance could not be stored (a storage error); send it again"
-                )
+            except StorageFailed as exc:  # S3 or DynamoDB failed for this instance only
+                log.error("storing an instance failed", extra=exception_summary(exc.cause))
+                failure = _storage_failure(exc, outcome)
         if failure is not None:
             outcome.failed.append(
                 FailedRef(failure.sop_class_uid, failure.sop_uid, failure.reason, f"{label}: {failure.message}")
@@ -119,6 +123,8 @@ def store(
             continue
         rec = result.record
         outcome.study_uids.add(rec.study_uid)
+        if result.outcome is Stored.NEW:
+            outcome.new += 1
         outcome.stored.append(
             StoredRef(
                 rec.sop_class_uid,
@@ -126,7 +132,25 @@ def store(
                 f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
             )
         )
+    if outcome.unavailable is not None and not outcome.new:
+        raise outcome.unavailable  # nothing was stored: the whole request is a 503 with Retry-After
     return outcome
+
+
+def _storage_failure(exc: StorageFailed, outcome: StowOutcome) -> InvalidInstance:
+    """The FailedSOPSequence entry of an instance whose storage failed: 0xA700 (out of resources)
+    for throttling or an outage, which a retry can cure, else 0x0110 (processing failure)."""
+    if isinstance(exc.cause, ServiceUnavailable):
+        outcome.unavailable = exc.cause
+        return InvalidInstance(
+            Reason.OUT_OF_RESOURCES,
+            "storage is busy or briefly unavailable; send this instance again",
+            exc.sop_class_uid,
+            exc.sop_uid,
+        )
+    return InvalidInstance(
+        Reason.PROCESSING_FAILURE, "the instance could not be stored (a storage error)", exc.sop_class_uid, exc.sop_uid
+    )
 
 
 def _instances(

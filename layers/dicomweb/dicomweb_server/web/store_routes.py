@@ -46,6 +46,8 @@ def routes(svc: Services) -> list[Route]:
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
         headers = warning_header([f.message for f in outcome.failed], request)
+        if outcome.unavailable is not None:
+            headers.update(outcome.unavailable.headers())
         if media == DICOM_XML:
             return Response(
                 dicom_xml.to_xml(dataset), status_code=outcome.status, media_type=DICOM_XML, headers=headers
