@@ -76,3 +76,32 @@ def test_dicomweb_client_stores_datasets_built_in_memory(endpoint: Endpoint) -> 
     assert len(response.ReferencedSOPSequence) == 3 and "FailedSOPSequence" not in response
     back = client.retrieve_instance(built[1].StudyInstanceUID, built[1].SeriesInstanceUID, built[1].SOPInstanceUID)
     assert back.PatientID == "MEM-1" and back.pixel_array.shape == built[1].pixel_array.shape
+
+
+def test_eight_clients_storing_into_one_study_at_once_leave_exact_counts(endpoint: Endpoint) -> None:
+    study = generate_uid()
+    series = {m: generate_uid() for m in ("CT", "MR", "OT")}
+    batches = [
+        [
+            make_instance("mr" if m == "MR" else "ct", study_uid=study, series_uid=series[m], Modality=m)
+            for m in ("CT", "MR", "OT", "CT")
+        ]
+        for _ in range(8)
+    ]
+
+    def store(batch: list) -> int:  # type: ignore[type-arg]
+        body, ctype = stow_body(batch)
+        headers = {**endpoint.headers(), "Content-Type": ctype}
+        return requests.post(f"{endpoint.base_url}/studies", data=body, headers=headers, timeout=120).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(store, batches)) == [200] * 8
+    (found,) = endpoint.get("/studies", params={"StudyInstanceUID": study, "includefield": "00080062"}).json()
+    assert found["00201208"]["Value"] == [32]  # NumberOfStudyRelatedInstances
+    assert found["00201206"]["Value"] == [3]  # NumberOfStudyRelatedSeries
+    assert found["00080061"]["Value"] == ["CT", "MR", "OT"]  # ModalitiesInStudy
+    assert len(found["00080062"]["Value"]) == 2  # SOPClassesInStudy: CT and MR images
+    counts = {
+        s["0020000E"]["Value"][0]: s["00201209"]["Value"][0] for s in endpoint.get(f"/studies/{study}/series").json()
+    }
+    assert counts == {series["CT"]: 16, series["MR"]: 8, series["OT"]: 8}
