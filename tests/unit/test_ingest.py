@@ -96,3 +96,32 @@ def test_a_file_written_without_its_preamble_is_stored_as_a_complete_part10_file
     assert stored == bytes(128) + b"DICM" + sent
     assert pydicom.dcmread(io.BytesIO(stored)).SOPInstanceUID == ds.SOPInstanceUID
     assert ingest(sent, index=backend.index, blobs=backend.blobs).outcome is Stored.IDENTICAL_DUPLICATE
+
+
+def test_a_file_without_preamble_or_file_meta_group_length_gets_a_complete_file_meta(backend):
+    """A dataset built in memory with a FileMetaDataset of its own (no group length) is written by
+    pydicom with neither: it is stored as a complete Part-10 file whose data set is the same."""
+    import io
+
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    from dicomweb_server.store.ingest import Stored, ingest
+
+    source = pydicom.dcmread(io.BytesIO(make_instance("ct").data))
+    ds = Dataset()
+    ds.update(source)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = source.file_meta.TransferSyntaxUID
+    ds.file_meta.MediaStorageSOPClassUID = source.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
+    out = io.BytesIO()
+    pydicom.dcmwrite(out, ds)
+    sent = out.getvalue()
+    assert sent[:4] == b"\x02\x00\x02\x00"
+    result = ingest(sent, index=backend.index, blobs=backend.blobs)
+    assert result.outcome is Stored.NEW
+    stored = pydicom.dcmread(io.BytesIO(backend.blobs.get(result.key)))
+    assert stored.preamble is not None and "FileMetaInformationGroupLength" in stored.file_meta
+    assert stored.PixelData == source.PixelData and stored.SOPInstanceUID == source.SOPInstanceUID
+    assert ingest(sent, index=backend.index, blobs=backend.blobs).outcome is Stored.IDENTICAL_DUPLICATE

@@ -73,11 +73,20 @@ class InvalidInstance(Exception):
 def with_preamble(data: bytes) -> bytes:
     """A Part-10 file written without its 128-byte preamble and ``DICM`` prefix (what pydicom's
     ``dcmwrite`` makes of a dataset built in memory, which the Python dicomweb-client sends as it
-    is) gets them, so what is stored is a complete Part-10 file. Nothing else changes: the file
-    meta group and the data set stay byte for byte."""
-    if data[128:132] != b"DICM" and data[:4] == b"\x02\x00\x00\x00" and data[4:6] == b"UL":
+    is) becomes a complete one, so what is stored is a Part-10 file. With a file meta group length
+    only the preamble and prefix are added (the rest stays byte for byte); without one, pydicom
+    writes the file again with a complete file meta group."""
+    if data[128:132] == b"DICM" or data[:2] != b"\x02\x00" or not data[4:6].isalpha():
+        return data
+    if data[:4] == b"\x02\x00\x00\x00" and data[4:6] == b"UL":
         return bytes(128) + b"DICM" + data
-    return data
+    try:
+        ds = dcmread(io.BytesIO(data), force=True)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+    except Exception:  # noqa: BLE001 - malformed input: parse_part10 then says what is wrong with it
+        return data
+    return out.getvalue()
 
 
 def parse_part10(data: bytes) -> Dataset:
