@@ -11,7 +11,7 @@ SAM        := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv tools run walkthrough dev test unit integration bench bench-qido lint validate build deploy clean
+.PHONY: help venv tools run walkthrough dev test unit integration bench bench-qido repair lint validate build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench: venv ## run the benchmarks and print the numbers recorded in the README
 
 bench-qido: venv ## QIDO at 1,000 / 10,000 / 100,000 studies: items read and requests per query (add ENDPOINT=.local/endpoint.json for API latency)
 	$(PY) benchmarks/qido_scale.py $(if $(ENDPOINT),--endpoint $(ENDPOINT))
+
+repair: venv ## reconcile the running local stack's index with its bucket (index what it lacks, report the rest)
+	$(VENV)/bin/dicomweb repair
 
 lint: venv ## ruff, mypy, cfn-lint and sam validate --lint
 	$(VENV)/bin/ruff check layers functions tests scripts benchmarks

@@ -105,3 +105,21 @@ def test_eight_clients_storing_into_one_study_at_once_leave_exact_counts(endpoin
         s["0020000E"]["Value"][0]: s["00201209"]["Value"][0] for s in endpoint.get(f"/studies/{study}/series").json()
     }
     assert counts == {series["CT"]: 16, series["MR"]: 8, series["OT"]: 8}
+
+
+def test_the_indexer_sends_what_keeps_failing_to_its_dead_letter_queue(endpoint: Endpoint, s3: Any) -> None:
+    """The deployed indexer retries a failing S3 event twice, then hands it to the stack's SQS
+    dead-letter queue (its OnFailure destination), which the repair command drains."""
+    if not endpoint.stack_name:
+        pytest.skip("needs the stack's name to read its resources")
+    resources = endpoint.boto3("cloudformation").describe_stack_resources(StackName=endpoint.stack_name)
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources["StackResources"]}
+    config = endpoint.boto3("lambda").get_function_event_invoke_config(
+        FunctionName=physical["IndexerFunction"], Qualifier="$LATEST"
+    )
+    assert config["MaximumRetryAttempts"] == 2
+    queue_arn = config["DestinationConfig"]["OnFailure"]["Destination"]
+    sqs = endpoint.boto3("sqs")
+    url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MessageRetentionPeriod"])["Attributes"]
+    assert attributes["MessageRetentionPeriod"] == "1209600"

@@ -4,6 +4,7 @@ every implementation."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -51,6 +52,11 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, last-modified time as a Unix timestamp) of every object under ``prefix``, in key
+        order (for the repair command; never on a request path)."""
         ...
 
 

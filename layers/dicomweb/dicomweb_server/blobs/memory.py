@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 
 from ..ports import BlobNotFound
 
@@ -10,11 +12,13 @@ from ..ports import BlobNotFound
 class MemoryBlobStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.modified: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
         with self._lock:
             self.objects[key] = bytes(data)
+            self.modified[key] = time.time()
 
     def get(self, key: str) -> bytes:
         try:
@@ -28,3 +32,9 @@ class MemoryBlobStore:
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(key, None)
+            self.modified.pop(key, None)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        with self._lock:
+            found = sorted((k, self.modified[k]) for k in self.objects if k.startswith(prefix))
+        yield from found

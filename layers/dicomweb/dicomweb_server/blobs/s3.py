@@ -4,6 +4,7 @@ botocore's errors become the domain's (``cloud_errors``); only a missing key is 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,3 +48,16 @@ class S3BlobStore:
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def list(self, prefix: str) -> Iterator[tuple[str, float]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._s3.list_objects_v2(**kwargs)
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["LastModified"].timestamp()
+            token = page.get("NextContinuationToken")
+            if not token:
+                return
