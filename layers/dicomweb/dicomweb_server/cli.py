@@ -1,7 +1,9 @@
-"""The ``dicomweb`` command (an entry point of this project): administration of a deployed stack.
+"""The ``dicomweb`` command (an entry point of this project): bulk transfer and administration.
 
-``dicomweb repair`` reconciles the stack's index with its bucket (``store.repair``). Where the
-stack is comes from flags, or from the ``.local/endpoint.json`` that ``make run`` writes.
+``dicomweb import PATH…`` stores files, folders and zip files; ``dicomweb export`` writes studies
+to a folder (``transfer``); ``dicomweb repair`` reconciles the stack's index with its bucket
+(``store.repair``). Where the stack is comes from flags, or from the ``.local/endpoint.json``
+that ``make run`` writes.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,15 +37,96 @@ def _stack(args: argparse.Namespace) -> dict[str, Any]:
     return stack
 
 
+def _api(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The DICOMweb base URL and the headers (API key) to reach it."""
+    found: dict[str, Any] = {}
+    if args.endpoint_file.exists():
+        found = json.loads(args.endpoint_file.read_text())
+    url = (args.url or found.get("base_url") or "").rstrip("/")
+    if not url:
+        raise SystemExit("say where: --url, or an --endpoint-file (make run writes .local/endpoint.json)")
+    key = args.api_key if args.api_key is not None else found.get("api_key") if not args.url else None
+    return url, ({"apikey": key} if key else {})
+
+
+def _client_kwargs(stack: dict[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"region_name": stack["region"]} if stack["region"] else {}
+    if stack["aws_endpoint_url"]:  # a local cloud takes any credentials
+        kwargs.update(endpoint_url=stack["aws_endpoint_url"], aws_access_key_id="test", aws_secret_access_key="test")
+    return kwargs
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .transfer import import_files, journal_for, sources
+
+    url, headers = _api(args)
+    drop = None
+    found = json.loads(args.endpoint_file.read_text()) if args.endpoint_file.exists() else {}
+    stack = {
+        "bucket": args.bucket or (found.get("bucket") if not args.url else None),
+        "region": args.region or found.get("region"),
+        "aws_endpoint_url": args.aws_endpoint_url or (found.get("aws_endpoint_url") if not args.url else None),
+    }
+    if stack["bucket"]:  # else files too large for one request are reported, not dropped
+        import boto3
+
+        s3 = boto3.client("s3", **_client_kwargs(stack))
+
+        def drop(key: str, data: bytes) -> None:
+            s3.put_object(Bucket=stack["bucket"], Key=key, Body=data, ContentType="application/dicom")
+
+    total = sum(s.size for s in sources(args.paths))
+    journal = None if args.no_resume else journal_for(url)
+    started = time.perf_counter()
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="import", disable=args.quiet) as bar:
+        summary = import_files(
+            args.paths,
+            url=url,
+            headers=headers,
+            max_request_bytes=args.max_request_bytes,
+            workers=args.workers,
+            drop=drop,
+            journal=journal,
+            progress=bar,
+        )
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    rate = summary.stored + summary.dropped
+    print("\n".join(summary.lines()))
+    print(f"{rate / elapsed:.1f} instances/s, {summary.bytes_sent / elapsed / 1e6:.1f} MB/s")
+    return 1 if summary.failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import requests
+    from tqdm import tqdm
+
+    from .transfer import export, studies_matching
+
+    url, headers = _api(args)
+    studies = list(args.study or [])
+    if args.search:
+        query = [tuple(item.split("=", 1)) for item in args.search]
+        if any(len(q) != 2 for q in query):
+            raise SystemExit("--search takes KEY=VALUE (for example PatientID=12345)")
+        studies += studies_matching(requests.Session(), url, headers, query)
+    if not studies:
+        raise SystemExit("nothing to export: name a study (--study UID) or a search (--search KEY=VALUE)")
+    with tqdm(unit="instance", desc="export", disable=args.quiet) as bar:
+        summary = export(studies, args.to, url=url, headers=headers, workers=args.workers, progress=bar)
+    print(f"{len(studies)} studies to {args.to}")
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
+
+
 def _ports(stack: dict[str, Any]) -> tuple[Any, Any]:
     import boto3
 
     from .blobs.s3 import S3BlobStore
     from .index.dynamodb import DynamoDbIndex
 
-    kwargs: dict[str, Any] = {"region_name": stack["region"]} if stack["region"] else {}
-    if stack["aws_endpoint_url"]:  # a local cloud takes any credentials
-        kwargs.update(endpoint_url=stack["aws_endpoint_url"], aws_access_key_id="test", aws_secret_access_key="test")
+    kwargs = _client_kwargs(stack)
     index = DynamoDbIndex(boto3.client("dynamodb", **kwargs), stack["table"])
     blobs = S3BlobStore(boto3.client("s3", **kwargs), stack["bucket"])
     return index, blobs
@@ -73,12 +157,40 @@ def _repair(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicomweb", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint-file", type=Path, default=DEFAULT_ENDPOINT)
+        p.add_argument("--bucket")
+        p.add_argument("--table")
+        p.add_argument("--region")
+        p.add_argument("--aws-endpoint-url", help="an S3/DynamoDB endpoint off AWS (ministack, LocalStack)")
+
+    def api_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help="the DICOMweb base URL (default: from the endpoint file)")
+        p.add_argument("--api-key", help="the apikey header (default: from the endpoint file)")
+        p.add_argument("--workers", type=int, default=4, help="requests in flight at once")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    imp = sub.add_parser("import", help="store DICOM files, folders and zip files (resumes after an interruption)")
+    imp.add_argument("paths", nargs="+", type=Path)
+    stack_flags(imp)
+    api_flags(imp)
+    imp.add_argument(
+        "--max-request-bytes", type=int, default=4_000_000, help="the largest STOW-RS request (the stack's limit)"
+    )
+    imp.add_argument("--no-resume", action="store_true", help="send everything again, ignoring the journal")
+    imp.set_defaults(run=_import)
+
+    exp = sub.add_parser("export", help="write studies (by UID, or those a search finds) as Part-10 files")
+    exp.add_argument("--study", action="append", help="a Study Instance UID (repeatable)")
+    exp.add_argument("--search", action="append", help="a QIDO-RS key, KEY=VALUE (repeatable)")
+    exp.add_argument("--to", type=Path, required=True, help="the folder to write to")
+    exp.add_argument("--endpoint-file", type=Path, default=DEFAULT_ENDPOINT)
+    api_flags(exp)
+    exp.set_defaults(run=_export)
+
     fix = sub.add_parser("repair", help="index every stored object the index lacks; report entries without one")
-    fix.add_argument("--endpoint-file", type=Path, default=DEFAULT_ENDPOINT)
-    fix.add_argument("--bucket")
-    fix.add_argument("--table")
-    fix.add_argument("--region")
-    fix.add_argument("--aws-endpoint-url", help="an S3/DynamoDB endpoint off AWS (ministack, LocalStack)")
+    stack_flags(fix)
     fix.add_argument(
         "--grace", type=float, default=900.0, help="seconds a leftover object is kept (a write may be in progress)"
     )
