@@ -13,10 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 
 from ..blobs.keys import INCOMING_PREFIX, instance_key, stored_key
 from ..ports import AddOutcome, BlobNotFound, BlobStore, MetadataIndex
 from ..search.query import Level, parse_query
+from ..uids import is_valid_uid
 from .drop import DropOutcome, index_dropped
 from .ingest import InvalidInstance, build_record, parse_part10, with_preamble
 
@@ -61,12 +63,16 @@ def repair(
 ) -> RepairReport:
     report = RepairReport()
     present: set[str] = set()
-    for key, modified in blobs.list(STUDIES_PREFIX):
-        report.objects += 1
-        present.add(key)
-        _reconcile(key, modified, index, blobs, report, grace, now)
-        if progress:
-            progress(report.objects)
+    for study_uid, objects in groupby(blobs.list(STUDIES_PREFIX), key=lambda o: _study_of(o[0])):
+        # One Query per study says which objects its index entries name; only the others are read.
+        named = {stored_key(i) for i in index.list_instances(study_uid)} if study_uid else set()
+        for key, modified in objects:
+            report.objects += 1
+            present.add(key)
+            if key not in named:
+                _reconcile(key, modified, index, blobs, report, grace, now)
+            if progress:
+                progress(report.objects)
     for key, _ in list(blobs.list(INCOMING_PREFIX)):
         outcome, _reason = index_dropped(key, index=index, blobs=blobs)
         if outcome is not DropOutcome.IGNORED:
@@ -77,6 +83,12 @@ def repair(
             if stored_key(inst) not in present:
                 report.missing.append(f"{inst.study_uid}/{inst.series_uid}/{inst.sop_uid}")
     return report
+
+
+def _study_of(key: str) -> str:
+    """The Study Instance UID an object key names (``studies/{study}/…``), or "" for another key."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "studies" and is_valid_uid(parts[1]) else ""
 
 
 def _reconcile(
