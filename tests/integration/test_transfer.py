@@ -65,7 +65,8 @@ def test_import_then_export_round_trip(endpoint: Endpoint, s3: Any, tmp_path: Pa
     assert "written:         10" in capsys.readouterr().out
     written = {p.stem: p.read_bytes() for p in target.rglob("*.dcm")}
     assert {k: hashlib.md5(v).hexdigest() for k, v in written.items()} == {  # noqa: S324
-        k: hashlib.md5(v).hexdigest() for k, v in sent.items()  # noqa: S324
+        k: hashlib.md5(v).hexdigest()
+        for k, v in sent.items()  # noqa: S324
     }
     assert main(["export", "--search", f"PatientID={pid}", "--to", str(target), *common]) == 0
     assert "already present: 10" in capsys.readouterr().out

@@ -95,3 +95,31 @@ def test_when_indexing_fails_the_incoming_file_stays_for_the_retry(backend):
     assert backend.objects() == ["incoming/retry.dcm"]  # no canonical copy without an index entry
     assert index_dropped("incoming/retry.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.INDEXED, None)
     assert backend.objects() == [inst.stored_key(backend.index)]
+
+
+def test_a_newer_upload_under_the_same_name_is_not_lost_or_mixed_up(aws):
+    """A second file uploaded to the same incoming/ key while the first is being indexed: the first
+    is stored with the bytes its index entry describes, and only its version leaves incoming/, so
+    the second stays for its own event."""
+    from dicomweb_server.blobs.s3 import S3BlobStore
+    from dicomweb_server.index.dynamodb import DynamoDbIndex
+
+    first, second = make_instance("ct", PatientID="FIRST"), make_instance("mr", PatientID="SECOND")
+    blobs, index = S3BlobStore(aws.s3, aws.bucket), DynamoDbIndex(aws.dynamodb, aws.table)
+
+    class Racing:
+        def __getattr__(self, name):
+            return getattr(blobs, name)
+
+        def get_version(self, key):
+            got = blobs.get_version(key)
+            blobs.put(key, second.data)  # the newer upload lands right after the read
+            return got
+
+    blobs.put("incoming/same.dcm", first.data)
+    assert index_dropped("incoming/same.dcm", index=index, blobs=Racing()) == (DropOutcome.INDEXED, None)
+    key = first.stored_key(index)
+    assert blobs.get(key) == first.data
+    assert blobs.get("incoming/same.dcm") == second.data
+    assert index_dropped("incoming/same.dcm", index=index, blobs=blobs) == (DropOutcome.INDEXED, None)
+    assert blobs.get(second.stored_key(index)) == second.data

@@ -438,3 +438,13 @@ def test_a_pattern_of_many_stars_on_a_near_miss_answers_instead_of_hanging():
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_dotted_dates_combine_with_times_too():
+    attrs = when("20230103", "100000")
+    assert study_matches(attrs, StudyDate="2023.01.01-2023.01.05", StudyTime="120000-080000")
+
+
+def test_a_private_or_unknown_tag_is_ignored_with_a_warning():
+    query = parse_query([("00091010", "x")], Level.STUDY)
+    assert query.predicates == () and any("00091010" in w for w in query.warnings)

@@ -50,8 +50,14 @@ class BlobStore(Protocol):
 
     def copy(self, source_key: str, target_key: str) -> None: ...
 
-    def delete(self, key: str) -> None:
-        """Remove the object; deleting a missing key is not an error."""
+    def delete(self, key: str, version: str | None = None) -> None:
+        """Remove the object (only that version of it, when given); deleting a missing key is not
+        an error."""
+        ...
+
+    def get_version(self, key: str) -> tuple[bytes, str | None]:
+        """The object's bytes and its version id (None where the store keeps no versions), or
+        ``BlobNotFound``."""
         ...
 
     def list(self, prefix: str) -> Iterator[tuple[str, float]]:

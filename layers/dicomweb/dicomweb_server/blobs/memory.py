@@ -29,7 +29,10 @@ class MemoryBlobStore:
     def copy(self, source_key: str, target_key: str) -> None:
         self.put(target_key, self.get(source_key))
 
-    def delete(self, key: str) -> None:
+    def get_version(self, key: str) -> tuple[bytes, str | None]:
+        return self.get(key), None
+
+    def delete(self, key: str, version: str | None = None) -> None:
         with self._lock:
             self.objects.pop(key, None)
             self.modified.pop(key, None)

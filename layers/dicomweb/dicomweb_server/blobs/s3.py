@@ -25,14 +25,19 @@ class S3BlobStore:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     def get(self, key: str) -> bytes:
+        return self.get_version(key)[0]
+
+    def get_version(self, key: str) -> tuple[bytes, str | None]:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
         except ClientError:  # only the _MISSING codes come through untranslated
             raise BlobNotFound(key) from None
         try:
-            return response["Body"].read()  # type: ignore[no-any-return]
+            data = response["Body"].read()
         except BotoCoreError as exc:  # the connection broke while the body was read
             raise translate(exc, "S3", "GetObject") from exc
+        version = response.get("VersionId")
+        return data, (version if version and version != "null" else None)
 
     def copy(self, source_key: str, target_key: str) -> None:
         try:
@@ -46,8 +51,11 @@ class S3BlobStore:
         except ClientError:
             raise BlobNotFound(source_key) from None
 
-    def delete(self, key: str) -> None:
-        self._s3.delete_object(Bucket=self.bucket, Key=key)
+    def delete(self, key: str, version: str | None = None) -> None:
+        if version:
+            self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+        else:
+            self._s3.delete_object(Bucket=self.bucket, Key=key)
 
     def list(self, prefix: str) -> Iterator[tuple[str, float]]:
         token: str | None = None

@@ -86,6 +86,7 @@ def _date_bounds(p: Predicate | None) -> tuple[str, str] | None:
         low = high = "".join(c for c in p.raw if c.isdigit())
     else:
         return None
+    low, high = low.replace(".", ""), high.replace(".", "")
     low = (low or "00000001").ljust(14, "0")
     return low, (high or "99999999").ljust(14, "9") + "#\uffff"
 

@@ -88,7 +88,10 @@ def _name(key: str) -> str:
 
 
 def _vr(key: str) -> str:
-    return _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+    try:
+        return _COMPUTED_STUDY.get(key) or str(dictionary_VR(int(key, 16))).split(" ")[0]
+    except KeyError:  # a private or unknown tag: no index holds it
+        return "UN"
 
 
 def _path(name: str) -> tuple[str, ...]:
@@ -362,6 +365,7 @@ class Query:
         if day is None or time is None or day.date_range is None or time.date_range is None:
             return None
         (day_low, day_high), (time_low, time_high) = day.date_range, time.date_range
+        day_low, day_high = day_low.replace(".", ""), day_high.replace(".", "")
         low = day_low + _hhmmss(time_low).ljust(6, "0") if day_low else ""
         high = day_high + _hhmmss(time_high).ljust(6, "9") if day_high else ""
         return low, high

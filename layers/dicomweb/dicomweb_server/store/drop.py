@@ -1,5 +1,5 @@
 """S3 drop: a Part-10 file put under ``incoming/`` is indexed through the same ``ingest`` path as
-STOW-RS, copied server-side to its canonical key, and removed from ``incoming/``.
+STOW-RS, stored under its object key, and removed from ``incoming/``.
 
 Redelivered events are harmless: the second delivery finds the incoming object gone (or the
 instance already indexed) and changes nothing. A file that is not a valid instance is moved to
@@ -31,20 +31,17 @@ def index_dropped(
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
         return DropOutcome.IGNORED, None
     try:
-        data = blobs.get(key)
+        data, version = blobs.get_version(key)
     except BlobNotFound:
         return DropOutcome.GONE, None
     try:
-        result = ingest(
-            data,
-            index=index,
-            blobs=blobs,
-            place=lambda target: blobs.copy(key, target),
-            max_metadata_bytes=max_metadata_bytes,
-        )
+        # The bytes read are what is stored (not a server-side copy of the key, which a newer
+        # upload under the same name could have replaced meanwhile), and only the version read is
+        # removed from incoming/: a newer upload stays for its own event.
+        result = ingest(data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes)
     except InvalidInstance as exc:
-        blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX) :])
-        blobs.delete(key)
+        blobs.put(REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], data)
+        blobs.delete(key, version)
         return DropOutcome.REJECTED, int(exc.reason)
-    blobs.delete(key)
+    blobs.delete(key, version)
     return (DropOutcome.INDEXED if result.outcome is Stored.NEW else DropOutcome.DUPLICATE), None

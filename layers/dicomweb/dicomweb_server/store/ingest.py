@@ -276,8 +276,9 @@ def _store(
         if winner is None:
             blobs.delete(key)
             raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
-        if winner[1] != key:
-            blobs.delete(key)
+        if winner[1] == key:  # the repair command indexed this very object meanwhile
+            return IngestResult(record, key, Stored.NEW)
+        blobs.delete(key)
         return _settled(record, winner)
     return IngestResult(record, key, Stored.NEW)
 

@@ -32,7 +32,7 @@ class RepairReport:
     indexed: list[str] = field(default_factory=list)
     #: Objects no index entry names (another writer's copy is the instance), removed.
     removed: list[str] = field(default_factory=list)
-    #: Such objects kept because they are younger than the grace period.
+    #: Objects no entry names that are younger than the grace period: left alone.
     pending: list[str] = field(default_factory=list)
     #: Objects under studies/ that are not valid instances (key, why), left where they are.
     unreadable: list[tuple[str, str]] = field(default_factory=list)
@@ -100,6 +100,11 @@ def _reconcile(
     grace: float,
     now: Callable[[], float],
 ) -> None:
+    if now() - modified < grace:
+        # A write may be in progress (its index entry not yet written, or its own cleanup about
+        # to remove it): neither index nor remove it now.
+        report.pending.append(key)
+        return
     try:
         data = blobs.get(key)
     except BlobNotFound:
@@ -120,9 +125,6 @@ def _reconcile(
             return
         known = index.indexed_object(*uids)
     if known is None or (known[1] or instance_key(*uids)) == key:
-        return
-    if now() - modified < grace:
-        report.pending.append(key)
         return
     blobs.delete(key)
     report.removed.append(key)
