@@ -19,33 +19,32 @@ from typing import Any
 DEFAULT_ENDPOINT = Path(".local/endpoint.json")
 
 
-def _stack(args: argparse.Namespace) -> dict[str, Any]:
-    """bucket, table, region and (off AWS) the endpoint URL, from flags then the endpoint file."""
-    found: dict[str, Any] = {}
+def _found(args: argparse.Namespace) -> dict[str, Any]:
+    """The endpoint file's contents ({} when the default one is absent)."""
     if args.endpoint_file.exists():
-        found = json.loads(args.endpoint_file.read_text())
-    elif args.endpoint_file != DEFAULT_ENDPOINT:
+        return dict(json.loads(args.endpoint_file.read_text()))
+    if args.endpoint_file != DEFAULT_ENDPOINT:
         raise SystemExit(f"{args.endpoint_file} does not exist")
-    stack = {
-        "bucket": args.bucket or found.get("bucket"),
-        "table": args.table or found.get("table"),
-        "region": args.region or found.get("region"),
-        "aws_endpoint_url": args.aws_endpoint_url or found.get("aws_endpoint_url"),
-    }
-    if not stack["bucket"] or not stack["table"]:
+    return {}
+
+
+def _stack(args: argparse.Namespace, *, required: tuple[str, ...] = ("bucket", "table")) -> dict[str, Any]:
+    """bucket, table, region and (off AWS) the endpoint URL, from flags then the endpoint file
+    (not when ``--url`` names another stack than the file's)."""
+    found = {} if getattr(args, "url", None) else _found(args)
+    stack = {k: getattr(args, k, None) or found.get(k) for k in ("bucket", "table", "region", "aws_endpoint_url")}
+    if any(not stack[k] for k in required):
         raise SystemExit("say which stack: --bucket and --table, or an --endpoint-file (make run writes one)")
     return stack
 
 
 def _api(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     """The DICOMweb base URL and the headers (API key) to reach it."""
-    found: dict[str, Any] = {}
-    if args.endpoint_file.exists():
-        found = json.loads(args.endpoint_file.read_text())
+    found = {} if args.url else _found(args)
     url = (args.url or found.get("base_url") or "").rstrip("/")
     if not url:
         raise SystemExit("say where: --url, or an --endpoint-file (make run writes .local/endpoint.json)")
-    key = args.api_key if args.api_key is not None else found.get("api_key") if not args.url else None
+    key = args.api_key if args.api_key is not None else found.get("api_key")
     return url, ({"apikey": key} if key else {})
 
 
@@ -63,12 +62,7 @@ def _import(args: argparse.Namespace) -> int:
 
     url, headers = _api(args)
     drop = None
-    found = json.loads(args.endpoint_file.read_text()) if args.endpoint_file.exists() else {}
-    stack = {
-        "bucket": args.bucket or (found.get("bucket") if not args.url else None),
-        "region": args.region or found.get("region"),
-        "aws_endpoint_url": args.aws_endpoint_url or (found.get("aws_endpoint_url") if not args.url else None),
-    }
+    stack = _stack(args, required=())
     if stack["bucket"]:  # else files too large for one request are reported, not dropped
         import boto3
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .formats import multipart
-from .formats.media import parse_media_type
+from .formats.media import DICOM, parse_media_type
 
 FAILURE_REASON, FAILED_SOP_SEQUENCE, REFERENCED_SOP_SEQUENCE = "00081197", "00081198", "00081199"
 
@@ -128,12 +128,7 @@ class ImportSummary:
 
 def _stow(session: Any, url: str, headers: dict[str, str], parts: list[bytes]) -> tuple[int, list[str]]:
     """One STOW-RS request; (instances stored, failure reasons of the others)."""
-    boundary = secrets.token_hex(16)
-    body = b"".join(
-        b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + p + b"\r\n" for p in parts
-    )
-    body += b"--" + boundary.encode() + b"--\r\n"
-    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    body, ctype = multipart.encode(((p, {"Content-Type": DICOM}) for p in parts), DICOM)
     response = session.post(
         f"{url}/studies",
         data=body,

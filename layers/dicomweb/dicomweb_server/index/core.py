@@ -51,8 +51,8 @@ class ItemIndex:
     # -- writes ---------------------------------------------------------------------------------
 
     def indexed_md5(self, study_uid: str, series_uid: str, sop_uid: str) -> str | None:
-        got = self.store.get(study_pk(study_uid), instance_sk(series_uid, sop_uid))
-        return str(got["md5"]) if got else None
+        found = self.indexed_object(study_uid, series_uid, sop_uid)
+        return found[0] if found else None
 
     def indexed_object(self, study_uid: str, series_uid: str, sop_uid: str) -> tuple[str, str] | None:
         got = self.store.get(study_pk(study_uid), instance_sk(series_uid, sop_uid))
@@ -351,8 +351,9 @@ class ItemIndex:
 
     def search_series_everywhere(self, query: Query) -> Page[SeriesSummary] | None:
         """``/series`` over the series Modality postings (``plan.plan_series``), or None when the
-        study walk is the better plan. Rows come newest study first, then by descending series UID
-        (the postings' order); the cursor is the last series' posting sort key."""
+        study walk is the better plan. Rows come in the study walk's order (newest study first,
+        then its series by SeriesNumber and UID: ``keys.series_rank``); the cursor is the last
+        series' posting sort key."""
         plan = plan_series(query, self._catalog_months)
         if plan is None:
             return None

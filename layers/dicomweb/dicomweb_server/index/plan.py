@@ -140,10 +140,10 @@ def plan_series(query: Query, months: Months) -> Walk | None:
     walk (``search.relational``) is the better plan."""
     study_query, rest = split_study_keys(query)
     p = rest.predicate("Modality")
-    if p is None or any("*" in c or "?" in c for c in p.choices) or rest.predicate("SeriesInstanceUID"):
+    if p is None or any("*" in c or "?" in c for c in p.choices):
         return None
-    if rest.predicate("SOPInstanceUID"):
-        return None
+    if rest.predicate("SeriesInstanceUID") or rest.predicate("SOPInstanceUID"):
+        return None  # the lookup postings name their studies
     studies = plan_studies(study_query, months)
     if not isinstance(studies, Walk) or studies.driving not in ("StudyDate", "all studies"):
         return None  # a patient, accession, name, UID or ModalitiesInStudy is sharper

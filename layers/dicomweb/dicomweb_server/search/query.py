@@ -223,7 +223,7 @@ class Predicate:
             for part in self.date_range or (self.raw,):
                 if part:
                     _time_key(part)
-                    hhmmss = (part.replace(":", "").split(".")[0] + "0000")[:6]
+                    hhmmss = _hhmmss(part).ljust(6, "0")
                     if not hhmmss.isdigit() or int(hhmmss[:2]) > 23 or int(hhmmss[2:4]) > 59 or int(hhmmss[4:]) > 60:
                         raise BadRequest(f"{_name(self.key)}={self.raw!r}: {part} is not a time of day")
         if self.vr == "UI" and not self.universal:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import Enum
 
@@ -218,14 +217,12 @@ def ingest(
     *,
     index: MetadataIndex,
     blobs: BlobStore,
-    place: Callable[[str], None] | None = None,
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
-    ``place(key)`` puts the bytes at ``key``; by default ``blobs.put``. The S3-drop indexer passes a
-    server-side copy instead. The object goes under a key of this writer's own
+    The object goes under a key of this writer's own
     (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
     SOP Instance UID wins, and every other writer removes its own object and is told what is
     stored (the same bytes: an identical duplicate; other bytes: a failure). No writer ever
@@ -233,9 +230,7 @@ def ingest(
     index entry names. If indexing fails, this writer's object is removed again, unless the
     index does name it (a write that succeeded although its answer was lost).
     """
-    complete = with_preamble(data)
-    if complete is not data:
-        data, place = complete, None  # the stored object is the completed file, not a copy of the sent one
+    data = with_preamble(data)
     ds = parse_part10(data)
     record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
@@ -246,7 +241,7 @@ def ingest(
             record.sop_uid,
         )
     try:
-        return _store(record, data, index, blobs, place)
+        return _store(record, data, index, blobs)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
 
@@ -256,7 +251,6 @@ def _store(
     data: bytes,
     index: MetadataIndex,
     blobs: BlobStore,
-    place: Callable[[str], None] | None,
 ) -> IngestResult:
     uids = (record.study_uid, record.series_uid, record.sop_uid)
     known = index.indexed_object(*uids)
@@ -264,7 +258,7 @@ def _store(
         return _settled(record, known)
     key = object_key(*uids, record.md5)
     record = replace(record, object_key=key)
-    (place or (lambda k: blobs.put(k, data)))(key)
+    blobs.put(key, data)
     try:
         outcome = index.add_instance(record)
     except BaseException:

@@ -17,6 +17,7 @@ from itertools import groupby
 
 from ..blobs.keys import INCOMING_PREFIX, instance_key, stored_key
 from ..ports import AddOutcome, BlobNotFound, BlobStore, MetadataIndex
+from ..records import StoredInstance
 from ..search.query import Level, parse_query
 from ..uids import is_valid_uid
 from .drop import DropOutcome, index_dropped
@@ -62,27 +63,33 @@ def repair(
     progress: Callable[[int], None] | None = None,
 ) -> RepairReport:
     report = RepairReport()
-    present: set[str] = set()
-    for study_uid, objects in groupby(blobs.list(STUDIES_PREFIX), key=lambda o: _study_of(o[0])):
+    seen: set[str] = set()
+    for study_uid, group in groupby(blobs.list(STUDIES_PREFIX), key=lambda o: _study_of(o[0])):
         # One Query per study says which objects its index entries name; only the others are read.
-        named = {stored_key(i) for i in index.list_instances(study_uid)} if study_uid else set()
+        objects = list(group)
+        instances = index.list_instances(study_uid) if study_uid else []
+        seen.add(study_uid)
+        named = {stored_key(i) for i in instances}
         for key, modified in objects:
             report.objects += 1
-            present.add(key)
             if key not in named:
                 _reconcile(key, modified, index, blobs, report, grace, now)
             if progress:
                 progress(report.objects)
+        report.missing += _missing(instances, {key for key, _ in objects})
     for key, _ in list(blobs.list(INCOMING_PREFIX)):
         outcome, _reason = index_dropped(key, index=index, blobs=blobs)
         if outcome is not DropOutcome.IGNORED:
             report.dropped.append(key)
-    present |= {key for key, _ in blobs.list(STUDIES_PREFIX)}  # what the drops just stored
     for study_uid in _every_study(index):
-        for inst in index.list_instances(study_uid):
-            if stored_key(inst) not in present:
-                report.missing.append(f"{inst.study_uid}/{inst.series_uid}/{inst.sop_uid}")
+        if study_uid not in seen:  # no object under the study's folder was listed above
+            present = {key for key, _ in blobs.list(f"{STUDIES_PREFIX}{study_uid}/")}
+            report.missing += _missing(index.list_instances(study_uid), present)
     return report
+
+
+def _missing(instances: list[StoredInstance], present: set[str]) -> list[str]:
+    return [f"{i.study_uid}/{i.series_uid}/{i.sop_uid}" for i in instances if stored_key(i) not in present]
 
 
 def _study_of(key: str) -> str:
