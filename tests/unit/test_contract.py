@@ -355,7 +355,10 @@ def test_list_instances_with_metadata(backend):
     assert [i.sop_uid for i in found] == [ct.sop_uid, multiframe.sop_uid]
     for inst, stored in zip((ct, multiframe), found, strict=True):
         assert stored.metadata == dicom_json.metadata(inst.dataset())
-        assert "7FE00010" not in stored.metadata
+        assert stored.metadata["7FE00010"]["BulkDataURI"] == "bulkdata/7FE00010"
+        assert stored.bulk is not None and stored.bulk["7FE00010"][1] == len(inst.dataset().PixelData)
+        offset, length = stored.bulk["7FE00010"]
+        assert inst.data[offset : offset + length] == inst.dataset().PixelData
         assert (stored.size, stored.transfer_syntax_uid, stored.sop_class_uid) == (
             len(inst.data),
             inst.transfer_syntax_uid,
@@ -363,7 +366,7 @@ def test_list_instances_with_metadata(backend):
         )
     assert found[1].number_of_frames == 2 and found[0].number_of_frames == 1
     (one,) = backend.index.list_instances(study, multiframe.series_uid, multiframe.sop_uid, with_metadata=True)
-    assert one.sop_uid == multiframe.sop_uid and one.metadata == found[1].metadata
+    assert one.sop_uid == multiframe.sop_uid and one.metadata == found[1].metadata and one.bulk == found[1].bulk
     assert [i.sop_uid for i in backend.index.list_instances(study, ct.series_uid)] == [ct.sop_uid]
     assert backend.index.list_instances(study, ct.series_uid, generate_uid()) == []
     assert backend.index.list_instances(generate_uid()) == []

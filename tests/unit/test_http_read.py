@@ -235,7 +235,7 @@ def test_compressing_on_retrieve_is_refused_with_406(client, study):
 
 
 @pytest.mark.parametrize("level, count", [("study", 3), ("series", 2), ("instance", 1)])
-def test_metadata_is_a_json_array_without_pixel_data(client, study, level, count):
+def test_metadata_is_a_json_array_with_pixel_data_as_a_bulk_data_uri(client, study, level, count):
     response = client.get(url(study[0], level) + "/metadata")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/dicom+json"
@@ -244,7 +244,8 @@ def test_metadata_is_a_json_array_without_pixel_data(client, study, level, count
     assert [first(i, "00080018") for i in items] == [s.sop_uid for s in study[:count]]
     for item, stored in zip(items, study, strict=False):
         ds = stored.dataset()
-        assert "7FE00010" not in item
+        instance_url = BASE + url(stored)
+        assert item["7FE00010"] == {"vr": ds["PixelData"].VR, "BulkDataURI": f"{instance_url}/bulkdata/7FE00010"}
         assert (first(item, "00100020"), first(item, "00080060")) == ("PID-7", ds.Modality)
         assert (first(item, "00280010"), first(item, "00280011")) == (ds.Rows, ds.Columns)
 
@@ -256,7 +257,7 @@ def test_metadata_too_large_for_the_index_is_read_from_the_object(make_client, b
     (inst,) = stow(client, [make_instance("ct", PatientID="BIG-META")])
     (item,) = client.get(url(inst) + "/metadata").json()
     assert first(item, "00080018") == inst.sop_uid and first(item, "00100020") == "BIG-META"
-    assert "7FE00010" not in item
+    assert item["7FE00010"]["BulkDataURI"] == f"{BASE}{url(inst)}/bulkdata/7FE00010"
 
 
 @pytest.mark.parametrize("path", ["/studies/1.2.3", "/studies/1.2.3/metadata", "/studies/1.2.3/series/1.4"])

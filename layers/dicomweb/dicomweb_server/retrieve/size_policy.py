@@ -157,8 +157,9 @@ def instances_answer(instances: Sequence[StoredInstance], level: str, base_url: 
     return Answer(what, f"retrieve its frames in smaller groups (for example {instance_url}/frames/1)")
 
 
-def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: str) -> Answer:
-    """Study, series or instance metadata: name the metadata of the level below."""
+def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: str, *, gzipped: bool = True) -> Answer:
+    """Study, series or instance metadata: name the metadata of the level below (and gzip when the
+    answer was not compressed)."""
     first = instances[0]
     series_url = f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}"
     instance_url = f"{series_url}/instances/{first.sop_uid}"
@@ -168,7 +169,22 @@ def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: s
         hint = f"ask for the metadata of each instance instead (for example {instance_url}/metadata)"
     else:
         hint = f"retrieve the instance itself instead ({instance_url})"
+    if not gzipped:
+        hint = "send Accept-Encoding: gzip (it is much smaller compressed), or " + hint
     return Answer(f"metadata of the {level}", hint)
+
+
+def series_metadata_answer(study_uid: str, series_uid: str, base_url: str, *, gzipped: bool) -> Answer:
+    """Series metadata (possibly sent from its cached document, without a listing of instances)."""
+    series_url = f"{base_url}/studies/{study_uid}/series/{series_uid}"
+    hint = f"ask for the metadata of each instance instead ({series_url}/instances lists them)"
+    if not gzipped:
+        hint = "send Accept-Encoding: gzip (it is much smaller compressed), or " + hint
+    return Answer("metadata of the series", hint)
+
+
+def bulkdata_answer() -> Answer:
+    return Answer("bulk data value", "ask for a part of it with a Range header (for example Range: bytes=0-999999)")
 
 
 def frames_answer() -> Answer:

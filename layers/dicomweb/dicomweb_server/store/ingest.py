@@ -162,8 +162,15 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
     return value
 
 
-def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000) -> InstanceRecord:
-    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``)."""
+def build_record(
+    ds: Dataset,
+    data: bytes,
+    *,
+    max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+) -> InstanceRecord:
+    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``): its metadata
+    with bulk data URIs, and where each bulk data value is in ``data`` (for ranged reads)."""
     sop_class = _required_uid(ds, "SOPClassUID")
     sop_uid = _required_uid(ds, "SOPInstanceUID")
     study_uid = _required_uid(ds, "StudyInstanceUID")
@@ -174,7 +181,7 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
             select(ds, SERIES_KEYWORDS),
             select(ds, INSTANCE_KEYWORDS),
         )
-        metadata = dicom_json.metadata(ds)
+        metadata, bulk_elements = dicom_json.metadata_with_bulk(ds, bulk_threshold)
     except Exception as exc:
         raise InvalidInstance(
             Reason.CANNOT_UNDERSTAND, f"an attribute cannot be decoded ({type(exc).__name__})", sop_class, sop_uid
@@ -183,6 +190,10 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         frames = 1
+    bulk: dict[str, tuple[int, int]] = {}
+    for found in bulk_elements:
+        offset = found.value_offset(data)
+        bulk[found.path] = (-1 if offset is None else offset, len(found.value_bytes()))
     meta_size = len(repr(metadata))
     return InstanceRecord(
         study_uid=study_uid,
@@ -197,6 +208,7 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
         md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an ETag-style content check, not security
         number_of_frames=frames,
         metadata=metadata if meta_size <= max_metadata_bytes else None,
+        bulk=bulk,
     )
 
 
@@ -219,6 +231,7 @@ def ingest(
     blobs: BlobStore,
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
@@ -232,7 +245,7 @@ def ingest(
     """
     data = with_preamble(data)
     ds = parse_part10(data)
-    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
+    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
         raise InvalidInstance(
             Reason.STUDY_UID_MISMATCH,

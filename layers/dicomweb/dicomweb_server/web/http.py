@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -79,3 +80,66 @@ def _header_text(text: str) -> str:
     """Printable ASCII only: a message can quote bytes of the client's input, and a header value
     outside ASCII breaks clients (and HTTP/1.1 field syntax)."""
     return "".join(c if " " <= c <= "~" else "?" for c in text)
+
+
+def accepts_gzip(request: Request) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (RFC 9110 §12.5.3: ``gzip`` or ``*`` with q > 0)."""
+    header = request.headers.get("accept-encoding", "")
+    allowed: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name.strip():
+            allowed[name.strip().lower()] = q
+    if "gzip" in allowed or "x-gzip" in allowed:
+        return max(allowed.get("gzip", 0.0), allowed.get("x-gzip", 0.0)) > 0
+    return allowed.get("*", 0.0) > 0
+
+
+def gzip_etag(etag: str) -> str:
+    """The entity tag of the gzip-encoded form of a representation tagged ``etag`` (a content
+    coding is another representation, so a strong tag must differ)."""
+    return etag[:-1] + '-gz"'
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    """``If-None-Match`` names this representation (either encoding of it), or is ``*``
+    (RFC 9110 §13.1.2: weak comparison)."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return etag in tags or gzip_etag(etag) in tags
+
+
+def encoded_response(
+    request: Request,
+    *,
+    identity: Callable[[], bytes],
+    gzipped: Callable[[], bytes],
+    content_type: str,
+    etag: str,
+    check: Callable[[int, bool], None],
+) -> Response:
+    """A JSON or XML answer, gzip-compressed when the client accepts it, with its ETag and
+    ``Vary: Accept-Encoding``; a 304 when ``If-None-Match`` names it. ``check(length, gzipped)``
+    is the size policy's decision on what is actually sent."""
+    use_gzip = accepts_gzip(request)
+    tag = gzip_etag(etag) if use_gzip else etag
+    headers = {"ETag": tag, "Vary": "Accept-Encoding"}
+    if not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    body = gzipped() if use_gzip else identity()
+    check(len(body), use_gzip)
+    if use_gzip:
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, headers={**headers, "Content-Type": content_type})
