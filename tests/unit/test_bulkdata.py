@@ -335,3 +335,20 @@ def test_instance_metadata_is_gzipped_when_asked_and_has_an_etag(client, stored)
     for etag in (plain.headers["etag"], zipped.headers["etag"]):
         again = client.get(instance_path(stored) + "/metadata", headers={"if-none-match": etag})
         assert again.status_code == 304 and again.content == b""
+
+
+@pytest.mark.parametrize("keyword, vr, dtype", [("FloatPixelData", "OF", "<f4"), ("DoubleFloatPixelData", "OD", "<f8")])
+def test_float_pixel_data_is_bulk_data_too(client, keyword, vr, dtype):
+    ds = ct_slice(seed=17).dataset()
+    del ds.PixelData
+    ds.Rows = ds.Columns = 64
+    value = np.random.default_rng(17).random((64, 64)).astype(dtype).tobytes()
+    ds.add_new(keyword, vr, value)
+    inst = Instance(
+        to_part10(ds), ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID, "", "ct"
+    )
+    stow(client, inst)
+    (item,) = client.get(instance_path(inst) + "/metadata").json()
+    tag = f"{ds[keyword].tag:08X}"
+    assert item[tag]["BulkDataURI"] == f"{BASE}{instance_path(inst)}/bulkdata/{tag}" and "7FE00010" not in item
+    assert bulk_value(client, item[tag]["BulkDataURI"], accept="application/octet-stream").content == value
