@@ -148,9 +148,30 @@ def test_wado_metadata_at_three_levels(endpoint: Endpoint, thompson: list) -> No
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/dicom+json")
         items = r.json()
         assert len(items) >= count
-        assert all("7FE00010" not in item for item in items)
+        assert all(item["7FE00010"]["BulkDataURI"].startswith(endpoint.base_url) for item in items)
     meta = endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}/metadata").json()[0]
     assert _values(meta, "00100010") == [{"Alphabetic": "THOMPSON^ALEX"}]
+
+
+def test_metadata_gzip_and_bulk_data_through_api_gateway(endpoint: Endpoint, thompson: list) -> None:
+    one = thompson[0]
+    series = f"/studies/{one.study_uid}/series/{one.series_uid}/metadata"
+    r = endpoint.get(series, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"  # requests decodes it
+    (item,) = r.json()
+    again = endpoint.get(series, headers={"Accept-Encoding": "gzip", "If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+    uri = item["7FE00010"]["BulkDataURI"]
+    pixels = one.dataset().PixelData
+    whole = endpoint.get(uri[len(endpoint.base_url) :], headers={"Accept": "application/octet-stream"})
+    assert whole.status_code == 200 and whole.content == pixels
+    part = endpoint.get(
+        uri[len(endpoint.base_url) :], headers={"Accept": "application/octet-stream", "Range": "bytes=10-19"}
+    )
+    assert part.status_code == 206 and part.content == pixels[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(pixels)}"
+    client = DICOMwebClient(url=endpoint.base_url, headers=endpoint.headers())
+    assert client.retrieve_bulkdata(uri) == [pixels]
 
 
 def test_dicomweb_client_round_trip(endpoint: Endpoint) -> None:

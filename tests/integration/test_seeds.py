@@ -375,6 +375,7 @@ ROUTES = [
     "/studies/{s}/series/{se}/instances",
     "/studies/{s}/series/{se}/instances/{i}",
     "/studies/{s}/series/{se}/instances/{i}/metadata",
+    "/studies/{s}/series/{se}/instances/{i}/bulkdata/7FE00010",
     "/studies/{s}/series/{se}/instances/{i}/frames/1",
     "/studies/{s}/series/{se}/instances/{i}/rendered",
     "/studies/{s}/series/{se}/instances/{i}/frames/1/rendered",

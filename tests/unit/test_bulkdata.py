@@ -352,3 +352,11 @@ def test_float_pixel_data_is_bulk_data_too(client, keyword, vr, dtype):
     tag = f"{ds[keyword].tag:08X}"
     assert item[tag]["BulkDataURI"] == f"{BASE}{instance_path(inst)}/bulkdata/{tag}" and "7FE00010" not in item
     assert bulk_value(client, item[tag]["BulkDataURI"], accept="application/octet-stream").content == value
+
+
+def test_if_range_for_another_version_sends_the_whole_value_even_past_the_end(client, stored):
+    response = client.get(
+        pixel_uri(stored),
+        headers={"range": "bytes=900000-", "if-range": '"other"', "accept": "application/octet-stream"},
+    )
+    assert response.status_code == 200 and response.content == stored.dataset().PixelData

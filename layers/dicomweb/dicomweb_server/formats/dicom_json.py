@@ -149,7 +149,7 @@ def _convert(
         elif is_bulk(elem, threshold):
             path = tag_path(parents, int(elem.tag))
             bulk.append(BulkElement(path, elem, tuple(sorted(_where(elem, bases)))))
-            out[key] = {"vr": elem.VR, "BulkDataURI": BULK_PREFIX + path}
+            out[key] = {"vr": str(elem.VR), "BulkDataURI": BULK_PREFIX + path}
         else:
             out[key] = elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=threshold)
     return out

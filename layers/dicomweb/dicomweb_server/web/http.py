@@ -133,13 +133,18 @@ def encoded_response(
     """A JSON or XML answer, gzip-compressed when the client accepts it, with its ETag and
     ``Vary: Accept-Encoding``; a 304 when ``If-None-Match`` names it. ``check(length, gzipped)``
     is the size policy's decision on what is actually sent."""
-    use_gzip = accepts_gzip(request)
-    tag = gzip_etag(etag) if use_gzip else etag
-    headers = {"ETag": tag, "Vary": "Accept-Encoding"}
     if not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
+        return not_modified_response(request, etag)
+    use_gzip = accepts_gzip(request)
+    headers = {"ETag": gzip_etag(etag) if use_gzip else etag, "Vary": "Accept-Encoding"}
     body = gzipped() if use_gzip else identity()
     check(len(body), use_gzip)
     if use_gzip:
         headers["Content-Encoding"] = "gzip"
     return Response(body, headers={**headers, "Content-Type": content_type})
+
+
+def not_modified_response(request: Request, etag: str) -> Response:
+    """304 for a representation tagged ``etag`` (its gzip form's tag when the client takes gzip)."""
+    tag = gzip_etag(etag) if accepts_gzip(request) else etag
+    return Response(status_code=304, headers={"ETag": tag, "Vary": "Accept-Encoding"})

@@ -14,7 +14,7 @@ from ..retrieve import bulkdata, negotiation
 from ..retrieve import instances as wado
 from ..retrieve import metadata as wado_metadata
 from ..retrieve import size_policy as policy
-from .http import base_url, encoded_response, not_modified, path_uid
+from .http import base_url, encoded_response, not_modified, not_modified_response, path_uid
 from .services import Services
 
 
@@ -80,9 +80,7 @@ def routes(svc: Services) -> list[Route]:
     def _series_metadata(request: Request, study: str, series: str, media: str, base: str) -> Response:
         version = wado_metadata.series_version(svc.index, study, series, media, base)
         if not_modified(request, version.etag):  # one read of the series item, nothing else
-            return encoded_response(
-                request, identity=bytes, gzipped=bytes, content_type="", etag=version.etag, check=lambda n, g: None
-            )
+            return not_modified_response(request, version.etag)
         document, listed = wado_metadata.series_document(version, index=svc.index, blobs=svc.blobs, threshold=threshold)
 
         def check(length: int, gzipped: bool) -> None:
@@ -113,9 +111,9 @@ def routes(svc: Services) -> list[Route]:
         if not_modified(request, tag):
             return Response(status_code=304, headers=headers)
         if_range = request.headers.get("if-range")
-        wanted = bulkdata.parse_range(request.headers.get("range"), where.length)
-        if if_range is not None and if_range.strip() != tag:
-            wanted = None  # RFC 9110 §13.1.5: the range was for another version, send it all
+        # RFC 9110 §13.1.5: a range meant for another version is ignored, and the whole value sent.
+        stale = if_range is not None and if_range.strip() != tag
+        wanted = None if stale else bulkdata.parse_range(request.headers.get("range"), where.length)
         length = wanted.size if wanted else where.length
         policy.decide(policy.Size(length + policy.PART_OVERHEAD), policy.bulkdata_answer(), limit)
         value = bulkdata.read(inst, where, svc.blobs, wanted)
