@@ -439,3 +439,23 @@ def test_a_stray_posting_under_another_sort_key_does_not_repeat_its_study(backen
     for params in ([("PatientID", "STRAY-1")], [("PatientID", "STRAY*")], []):
         found = backend.index.search_studies(study_query(*params, ("limit", "1000")))
         assert [s.study_uid for s in found.items].count(inst.study_uid) == 1, params
+
+
+def test_blob_get_range_reads_inclusive_byte_ranges(backend):
+    backend.blobs.put("studies/a/r.dcm", bytes(range(100)))
+    assert backend.blobs.get_range("studies/a/r.dcm", 10, 19) == bytes(range(10, 20))
+    assert backend.blobs.get_range("studies/a/r.dcm", 99, 99) == bytes([99])
+    with pytest.raises(BlobNotFound):
+        backend.blobs.get_range("studies/nothing.dcm", 0, 9)
+
+
+def test_series_version_counts_every_instance_added_once(backend):
+    study = generate_uid()
+    first = make_instance("ct", study_uid=study)
+    second = make_instance("ct", study_uid=study, series_uid=first.series_uid)
+    assert backend.index.series_version(study, first.series_uid) is None
+    add(backend.index, first)
+    assert backend.index.series_version(study, first.series_uid) == 1
+    add(backend.index, second)
+    assert backend.index.add_instance(record(second)) is AddOutcome.ALREADY_INDEXED
+    assert backend.index.series_version(study, first.series_uid) == 2  # a repeated add changes nothing
