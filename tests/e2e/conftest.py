@@ -22,8 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-import localcloud  # noqa: E402
 import ohif  # noqa: E402
+
+import localcloud  # noqa: E402
 
 from . import data  # noqa: E402
 

@@ -17,10 +17,10 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
-    PYDICOM_IMPLEMENTATION_UID,
     RLELossless,
     UltrasoundMultiFrameImageStorage,
     XRayAngiographicImageStorage,

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import ohif
+import pytest
 
 from . import data
 
