@@ -100,10 +100,13 @@ def decoded_frame_bytes(instance: StoredInstance, *, bits: int | None = None) ->
     return rows * cols * samples * max(allocated, 8) // 8
 
 
-def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | None) -> Size:
-    """Part-10 answer: stored sizes (exact) unless transcoding, then an upper bound."""
+def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | None | Sequence[str]) -> Size:
+    """Part-10 answer: stored sizes (exact) unless transcoding, then an upper bound.
+
+    ``transfer_syntax`` is one syntax for all (None = as stored) or each instance's own."""
     exact = sum(i.size + PART_OVERHEAD for i in instances)
-    changed = [i for i in instances if transfer_syntax and transfer_syntax != i.transfer_syntax_uid]
+    targets = [transfer_syntax] * len(instances) if transfer_syntax is None or isinstance(transfer_syntax, str) else list(transfer_syntax)
+    changed = [i for i, ts in zip(instances, targets, strict=True) if ts and ts != i.transfer_syntax_uid]
     if not changed:
         return Size(exact)
     bound = exact + sum(decoded_frame_bytes(i) * i.number_of_frames + HEADER_ALLOWANCE for i in changed)

@@ -47,8 +47,9 @@ def routes(svc: Services) -> list[Route]:
             size = policy.jpeg_frames_size(found)
             build = lambda: wado.render_jpeg_frames(found, svc.blobs, base)  # noqa: E731
         else:
-            size = policy.instances_size(found if fmt.multipart else found[:1], fmt.transfer_syntax)
-            build = lambda: wado.render_instances(found, svc.blobs, fmt)  # noqa: E731
+            sent = found if fmt.multipart else found[:1]
+            size = policy.instances_size(sent, [wado.chosen_syntax(i, fmt) for i in sent])
+            build = lambda: wado.render_instances(found, svc.blobs, fmt, base_url=base)  # noqa: E731
         body, content_type = policy.build_within(size, answer, limit, build)
         return Response(body, headers={"Content-Type": content_type})
 
