@@ -215,7 +215,7 @@ def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
     if px.has_pixels and target == JPEGBaseline8Bit:
         _encode_jpeg_baseline(ds)
     elif px.has_pixels and target in _ENCODED_BY_PYDICOM:
-        ds.compress(UID(target))
+        ds.compress(UID(target), generate_instance_uid=False)
     else:
         ds.file_meta.TransferSyntaxUID = UID(target)
     out = io.BytesIO()
@@ -229,7 +229,7 @@ def to_native_little_endian(ds: Dataset) -> None:
     ts = UID(ds.file_meta.TransferSyntaxUID)
     if ts.is_compressed and "PixelData" in ds:
         photometric = str(ds.get("PhotometricInterpretation", "")).upper()
-        ds.decompress(as_rgb=_as_rgb(ts, photometric))
+        ds.decompress(as_rgb=_as_rgb(ts, photometric), generate_instance_uid=False)
     elif ts == ExplicitVRBigEndian:
         _big_to_little_endian(ds)
     elif ts.is_compressed or ts == DeflatedExplicitVRLittleEndian:
@@ -296,7 +296,11 @@ def _encode_jpeg_baseline(ds: Dataset) -> None:
     if colour:
         ds.PhotometricInterpretation = "YBR_FULL_422"
         ds.PlanarConfiguration = 0
+    # PS3.3 §C.7.6.1.1.5: each lossy step adds its method and ratio to those before it
+    earlier = str(ds.get("LossyImageCompression", "")) == "01"
+    methods = list(ds.get("LossyImageCompressionMethod", [])) if earlier else []
+    ratios = list(ds.get("LossyImageCompressionRatio", [])) if earlier else []
     ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionMethod = "ISO_10918_1"
-    ds.LossyImageCompressionRatio = f"{before / max(sum(len(e) for e in encoded), 1):.2f}"[:16]
+    ds.LossyImageCompressionMethod = [*map(str, methods), "ISO_10918_1"]
+    ds.LossyImageCompressionRatio = [*ratios, f"{before / max(sum(len(e) for e in encoded), 1):.2f}"[:16]]
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
