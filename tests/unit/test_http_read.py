@@ -195,7 +195,7 @@ def test_retrieve_as_stored_returns_the_stored_bytes_as_part10(client, study, le
         assert ds.SOPInstanceUID == study[i].sop_uid
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", MULTIPART_DICOM, f'multipart/related; type="*/*"'])
+@pytest.mark.parametrize("accept", [None, "*/*", MULTIPART_DICOM, 'multipart/related; type="*/*"'])
 def test_retrieve_defaults_to_explicit_vr_little_endian(client, study, accept):
     """PS3.18 Table 8.7.3-5: no transfer-syntax parameter means Explicit VR Little Endian, also for
     the implicit VR instance of the study."""

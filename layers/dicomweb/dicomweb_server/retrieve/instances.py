@@ -69,8 +69,14 @@ def render_instances(
         data, ts = loaded[0]
         return data, str(MediaType(DICOM, {"transfer-syntax": ts}))
     parts = [
-        (data, {"Content-Type": str(MediaType(DICOM, {"transfer-syntax": ts})), "Content-Location": instance_url(base_url, inst)})
-        for (data, ts), inst in zip(loaded, instances, strict=True)
+        (
+            data,
+            {
+                "Content-Type": str(MediaType(DICOM, {"transfer-syntax": ts})),
+                "Content-Location": location,
+            },
+        )
+        for (data, ts), location in zip(loaded, (instance_url(base_url, i) for i in instances), strict=True)
     ]
     return multipart.encode(parts, DICOM, boundary=boundary)
 

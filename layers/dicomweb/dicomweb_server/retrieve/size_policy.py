@@ -105,7 +105,11 @@ def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | N
 
     ``transfer_syntax`` is one syntax for all (None = as stored) or each instance's own."""
     exact = sum(i.size + PART_OVERHEAD for i in instances)
-    targets = [transfer_syntax] * len(instances) if transfer_syntax is None or isinstance(transfer_syntax, str) else list(transfer_syntax)
+    targets = (
+        [transfer_syntax] * len(instances)
+        if transfer_syntax is None or isinstance(transfer_syntax, str)
+        else list(transfer_syntax)
+    )
     changed = [i for i, ts in zip(instances, targets, strict=True) if ts and ts != i.transfer_syntax_uid]
     if not changed:
         return Size(exact)

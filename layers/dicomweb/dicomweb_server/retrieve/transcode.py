@@ -118,7 +118,7 @@ def _decodable(ts: str) -> bool:
     uid = UID(ts)
     if not uid.is_compressed:
         return True
-    from pydicom.pixels import get_decoder
+    from pydicom.pixels.decoders.base import get_decoder
 
     try:
         return bool(get_decoder(uid).is_available)
@@ -232,9 +232,11 @@ def to_native_little_endian(ds: Dataset) -> None:
         ds.decompress(as_rgb=_as_rgb(ts, photometric), generate_instance_uid=False)
     elif ts == ExplicitVRBigEndian:
         _big_to_little_endian(ds)
-    elif ts.is_compressed or ts == DeflatedExplicitVRLittleEndian:
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    elif ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+    elif (
+        ts.is_compressed
+        or ts == DeflatedExplicitVRLittleEndian
+        or ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    ):
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
@@ -257,7 +259,7 @@ def _swap_binary_values(ds: Dataset) -> None:
 
 def _big_to_little_endian(ds: Dataset) -> None:
     if "PixelData" in ds:
-        from pydicom.pixels import pixel_array
+        from pydicom.pixels.utils import pixel_array
 
         if int(ds.BitsAllocated) == 1:
             ds.PixelData = _swap(ds.PixelData, 2)
@@ -273,11 +275,18 @@ def _big_to_little_endian(ds: Dataset) -> None:
     ds.set_original_encoding(False, True, ds.original_character_set)
 
 
+def _values(ds: Dataset, keyword: str) -> list[Any]:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str | int | float) else list(value)
+
+
 def _encode_jpeg_baseline(ds: Dataset) -> None:
     """Encode native 8-bit pixel data as JPEG Baseline frames with Pillow (pydicom has no encoder)."""
     from PIL import Image
     from pydicom.encaps import encapsulate
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     before = len(ds.PixelData)
     arr: Any = pixel_array(ds, as_rgb=True)
@@ -298,8 +307,8 @@ def _encode_jpeg_baseline(ds: Dataset) -> None:
         ds.PlanarConfiguration = 0
     # PS3.3 §C.7.6.1.1.5: each lossy step adds its method and ratio to those before it
     earlier = str(ds.get("LossyImageCompression", "")) == "01"
-    methods = list(ds.get("LossyImageCompressionMethod", [])) if earlier else []
-    ratios = list(ds.get("LossyImageCompressionRatio", [])) if earlier else []
+    methods = _values(ds, "LossyImageCompressionMethod") if earlier else []
+    ratios = _values(ds, "LossyImageCompressionRatio") if earlier else []
     ds.LossyImageCompression = "01"
     ds.LossyImageCompressionMethod = [*map(str, methods), "ISO_10918_1"]
     ds.LossyImageCompressionRatio = [*ratios, f"{before / max(sum(len(e) for e in encoded), 1):.2f}"[:16]]

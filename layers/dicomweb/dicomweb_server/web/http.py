@@ -97,9 +97,9 @@ def base_url(request: Request, settings: Settings) -> str:
         proto = proto or "http"
     proto = proto or _scheme(request.url.scheme) or "https"
     port = _first_value(headers.get("x-forwarded-port"))
-    if proxied_host and not forwarded.get("host") and port and port.isdigit() and ":" not in host.rsplit("]", 1)[-1]:
-        if port != _DEFAULT_PORT[proto]:
-            host = f"{host}:{port}"
+    has_port = ":" in host.rsplit("]", 1)[-1]
+    if proxied_host and not forwarded.get("host") and port and port.isdigit() and not has_port:
+        host = host if port == _DEFAULT_PORT[proto] else f"{host}:{port}"
     if "x-forwarded-prefix" in headers:
         forwarded_prefix = _first_value(headers["x-forwarded-prefix"]) or ""
         if forwarded_prefix.strip("/") == "":
