@@ -180,3 +180,25 @@ def test_an_instance_without_pixel_data_takes_any_syntax(memory_client):
     got = dcmread(io.BytesIO(payload))
     assert got.file_meta.TransferSyntaxUID == JPEG2000Lossless and "PixelData" not in got
     assert got.PatientID == ds.PatientID
+
+
+def test_what_only_the_object_shows_still_falls_back_to_the_next_syntax(memory_client):
+    """The index keeps no PixelRepresentation: a signed 8-bit image looks like a JPEG Baseline
+    candidate until its object is read. It then gets the client's next choice, or a 406."""
+    ds = dcmread(io.BytesIO(source("ct-implicit-512")))
+    values = (ds.pixel_array // 16).clip(-128, 127).astype(np.int8)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 1
+    ds.PixelData = values.tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    _, path = store(memory_client, out.getvalue())
+    accept = (
+        f"{MULTIPART_DICOM}; transfer-syntax={JPEGBaseline8Bit}, "
+        f"{MULTIPART_DICOM}; transfer-syntax={RLELossless}; q=0.5"
+    )
+    ((headers, payload),) = parts(memory_client.get(path, headers={"Accept": accept}))
+    assert headers["content-type"] == f"application/dicom; transfer-syntax={RLELossless}"
+    assert np.array_equal(dcmread(io.BytesIO(payload)).pixel_array, values)
+    only = memory_client.get(path, headers={"Accept": f"{MULTIPART_DICOM}; transfer-syntax={JPEGBaseline8Bit}"})
+    assert only.status_code == 406
+    assert f"it is available as {ExplicitVRLittleEndian}" in only.json()["message"]

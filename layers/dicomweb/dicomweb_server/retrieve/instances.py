@@ -17,7 +17,7 @@ from ..ports import BlobStore
 from ..records import StoredInstance
 from . import frames
 from .negotiation import InstanceFormat
-from .transcode import Pixels, choose, not_producible, transcode
+from .transcode import Pixels, choose, not_producible, transcode, transcode_to_first
 
 __all__ = ["chosen_syntax", "load_instance", "load_instances", "render_instances", "render_jpeg_frames", "transcode"]
 
@@ -37,19 +37,22 @@ def chosen_syntax(inst: StoredInstance, fmt: InstanceFormat) -> str:
     return ts
 
 
-def load_instance(inst: StoredInstance, data: bytes, target: str) -> bytes:
-    """One instance's bytes (as read from its object) in ``target``."""
-    return transcode(data, inst.transfer_syntax_uid, target, inst.sop_uid)
+def load_instance(inst: StoredInstance, data: bytes, fmt: InstanceFormat) -> tuple[bytes, str]:
+    """One instance's bytes (as read from its object) in the first syntax of ``fmt`` it can have
+    (the object can rule out what the index could not, e.g. a signed 8-bit image as JPEG)."""
+    first = chosen_syntax(inst, fmt)
+    wanted = fmt.transfer_syntaxes[fmt.transfer_syntaxes.index(first) :] if first in fmt.transfer_syntaxes else [first]
+    ts, out = transcode_to_first(data, inst.transfer_syntax_uid, wanted, inst.sop_uid)
+    return out, ts
 
 
 def load_instances(
     instances: Sequence[StoredInstance], blobs: BlobStore, fmt: InstanceFormat
 ) -> list[tuple[bytes, str]]:
     """The Part-10 bytes of each instance in its negotiated transfer syntax, with that syntax."""
-    targets = [chosen_syntax(inst, fmt) for inst in instances]  # every 406 before the first read
-    return [
-        (load_instance(inst, blobs.get(stored_key(inst)), ts), ts) for inst, ts in zip(instances, targets, strict=True)
-    ]
+    for inst in instances:  # every 406 the index can foresee, before the first read
+        chosen_syntax(inst, fmt)
+    return [load_instance(inst, blobs.get(stored_key(inst)), fmt) for inst in instances]
 
 
 def render_instances(

@@ -205,12 +205,21 @@ def not_producible(sop_uid: str, stored_ts: str, px: Pixels, wanted: Iterable[st
 def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
     """The Part-10 instance ``data`` (stored as ``source``) in ``target``, or a 406 naming the syntaxes
     it can have (PS3.18 §8.7.3.5.2)."""
-    if target == source:
-        return data
+    return transcode_to_first(data, source, [target], sop_uid)[1]
+
+
+def transcode_to_first(data: bytes, source: str, wanted: Sequence[str | None], sop_uid: str) -> tuple[str, bytes]:
+    """The instance in the first of ``wanted`` (None = as stored) its pixel data can take, judged from
+    the object itself: (syntax, bytes). A 406 naming what it can have when none fits."""
+    if wanted and wanted[0] in (None, source):
+        return source, data
     ds = dcmread(io.BytesIO(data))
     px = Pixels.from_dataset(ds)
-    if target not in producible(source, px):
-        raise not_producible(sop_uid, source, px, [target])
+    target = choose(source, px, wanted)
+    if target is None:
+        raise not_producible(sop_uid, source, px, wanted)
+    if target == source:
+        return source, data
     to_native_little_endian(ds)
     if px.has_pixels and target == JPEGBaseline8Bit:
         _encode_jpeg_baseline(ds)
@@ -220,7 +229,7 @@ def transcode(data: bytes, source: str, target: str, sop_uid: str) -> bytes:
         ds.file_meta.TransferSyntaxUID = UID(target)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    return target, out.getvalue()
 
 
 def to_native_little_endian(ds: Dataset) -> None:
