@@ -116,9 +116,12 @@ def test_qido_series_and_instances(endpoint: Endpoint, thompson: list) -> None:
     ]
 
 
+AS_STORED = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+
 def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, thompson: list) -> None:
     stored = {i.sop_uid: i.data for i in thompson}
-    r = endpoint.get(f"/studies/{thompson[0].study_uid}")
+    r = endpoint.get(f"/studies/{thompson[0].study_uid}", headers=AS_STORED)
     assert r.status_code == 200
     parts = parts_of(r)
     by_uid = {dcmread(io.BytesIO(p)).SOPInstanceUID: p for _, p in parts}
@@ -129,12 +132,16 @@ def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, tho
         ds = dcmread(io.BytesIO(payload))  # a valid Part-10 file with file meta
         assert ds.file_meta.TransferSyntaxUID and headers["content-type"].startswith("application/dicom")
     one = thompson[1]
-    [(_, series_part)] = parts_of(endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}"))
+    [(_, series_part)] = parts_of(endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}", headers=AS_STORED))
     assert series_part == one.data
-    [(_, inst_part)] = parts_of(
-        endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}")
-    )
+    path = f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}"
+    [(headers, inst_part)] = parts_of(endpoint.get(path, headers=AS_STORED))
     assert inst_part == one.data
+    assert headers["content-location"] == endpoint.base_url + path
+    # without a transfer-syntax parameter: Explicit VR Little Endian (PS3.18 Table 8.7.3-5)
+    for headers, payload in parts_of(endpoint.get(f"/studies/{thompson[0].study_uid}")):
+        assert headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        assert dcmread(io.BytesIO(payload)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
 
 
 def test_wado_metadata_at_three_levels(endpoint: Endpoint, thompson: list) -> None:
