@@ -140,7 +140,8 @@ def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, tho
     assert headers["content-location"] == endpoint.base_url + path
     # without a transfer-syntax parameter: Explicit VR Little Endian (PS3.18 Table 8.7.3-5)
     for headers, payload in parts_of(endpoint.get(f"/studies/{thompson[0].study_uid}")):
-        assert headers["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        # (the stdlib parser of parts_of re-quotes parameter values)
+        assert headers["content-type"].replace('"', "") == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
         assert dcmread(io.BytesIO(payload)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
 
 
