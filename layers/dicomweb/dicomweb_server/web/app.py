@@ -25,7 +25,7 @@ SERVICES = ("search", "retrieve", "store")
 #: loads its own routes only: search never imports the retrieve or store modules).
 _ROUTES = {
     "search": ("search_routes",),
-    "retrieve": ("retrieve_routes", "pixel_routes"),
+    "retrieve": ("retrieve_routes", "pixel_routes", "rendered_routes"),
     "store": ("store_routes",),
 }
 

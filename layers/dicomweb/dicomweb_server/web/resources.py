@@ -35,6 +35,12 @@ RESOURCES: dict[str, dict[str, str]] = {
     _INSTANCE + "/frames/{frames}": {"GET": "retrieve"},
     _INSTANCE + "/rendered": {"GET": "retrieve"},
     _INSTANCE + "/frames/{frames}/rendered": {"GET": "retrieve"},
+    "/studies/{study}/rendered": {"GET": "retrieve"},
+    "/studies/{study}/series/{series}/rendered": {"GET": "retrieve"},
+    "/studies/{study}/thumbnail": {"GET": "retrieve"},
+    "/studies/{study}/series/{series}/thumbnail": {"GET": "retrieve"},
+    _INSTANCE + "/thumbnail": {"GET": "retrieve"},
+    _INSTANCE + "/frames/{frames}/thumbnail": {"GET": "retrieve"},
     "/wadouri": {"GET": "retrieve"},
 }
 #: Paths with no resource go to this service on API Gateway (``/`` and ``/{proxy+}``).
