@@ -213,7 +213,8 @@ def _first(value: Any) -> float | None:
 
 def _windowing(values: Any, window: Window) -> Any:
     """``apply_windowing`` with an output range of exactly 0..255 (8 bits, unsigned, no rescale)."""
-    from pydicom.pixels import apply_windowing
+    import numpy as np
+    from pydicom.pixels.processing import apply_windowing
 
     spec = Dataset()
     spec.PhotometricInterpretation = "MONOCHROME2"
@@ -222,7 +223,8 @@ def _windowing(values: Any, window: Window) -> Any:
     spec.add_new(0x00281050, "FD", float(window.center))  # WindowCenter, exact (no DS rounding)
     spec.add_new(0x00281051, "FD", float(window.width))
     spec.VOILUTFunction = window.function
-    return apply_windowing(values, spec)
+    with np.errstate(over="ignore"):  # a narrow sigmoid overflows exp() to inf: 0, as it should
+        return apply_windowing(values, spec)
 
 
 def _dataset_window(view: Dataset) -> Window | None:
@@ -238,7 +240,7 @@ def _dataset_window(view: Dataset) -> Window | None:
 def _voi_lut(values: Any, view: Dataset) -> Any | None:
     """The first VOI LUT of the view applied and scaled to 0..255, or None when it has none."""
     import numpy as np
-    from pydicom.pixels import apply_voi
+    from pydicom.pixels.processing import apply_voi
 
     items = view.get("VOILUTSequence") or []
     if not items or "LUTDescriptor" not in items[0] or "LUTData" not in items[0]:
@@ -266,7 +268,7 @@ def to_8bit(ds: Dataset, arr: Any, window: Window | None = None, index: int = 0)
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
+        from pydicom.pixels.processing import apply_color_lut
 
         rgb = apply_color_lut(arr, ds)
         descriptor = ds.get("RedPaletteColorLookupTableDescriptor") or [0, 0, 8]
@@ -277,7 +279,7 @@ def to_8bit(ds: Dataset, arr: Any, window: Window | None = None, index: int = 0)
             return arr
         top = float(2 ** int(ds.get("BitsStored", 8)) - 1) or 1.0
         return _to_uint8(arr.astype(np.float64) * (255.0 / top))
-    from pydicom.pixels import apply_modality_lut
+    from pydicom.pixels.processing import apply_modality_lut
 
     view = frame_view(ds, index)
     values = apply_modality_lut(arr, view).astype(np.float64)
@@ -299,7 +301,7 @@ def to_8bit(ds: Dataset, arr: Any, window: Window | None = None, index: int = 0)
 
 
 def _frame_array(ds: Dataset, number: int) -> Any:
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     try:
         return pixel_array(ds, index=number - 1, raw=False)
@@ -313,9 +315,7 @@ def _frame_array(ds: Dataset, number: int) -> Any:
 def _region(pixels: Any, viewport: Viewport) -> Any:
     rows, cols = pixels.shape[:2]
     if viewport.sx >= cols or viewport.sy >= rows:
-        raise BadRequest(
-            f"viewport region starts at ({viewport.sx},{viewport.sy}), outside the {cols}x{rows} image"
-        )
+        raise BadRequest(f"viewport region starts at ({viewport.sx},{viewport.sy}), outside the {cols}x{rows} image")
     width = cols - viewport.sx if viewport.sw is None else abs(viewport.sw)
     height = rows - viewport.sy if viewport.sh is None else abs(viewport.sh)
     out = pixels[viewport.sy : viewport.sy + height, viewport.sx : viewport.sx + width]
@@ -403,9 +403,7 @@ def render_frames(
         raise NotAcceptable(f"cannot render as {media_type}; available: {', '.join(RENDERED_TYPES)}")
     if len(numbers) > 1 and media_type != "image/gif":
         raise NotAcceptable(f"{media_type} holds one frame; several frames are rendered only as image/gif")
-    images = [
-        _image(to_8bit(ds, _frame_array(ds, n), window, index=n - 1), size, viewport) for n in numbers
-    ]
+    images = [_image(to_8bit(ds, _frame_array(ds, n), window, index=n - 1), size, viewport) for n in numbers]
     return _save(images, media_type, quality, frame_duration_ms(ds))
 
 

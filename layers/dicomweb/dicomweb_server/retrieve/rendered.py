@@ -60,8 +60,7 @@ def has_image(instance: StoredInstance) -> bool:
 def require_image(instance: StoredInstance) -> None:
     if not has_image(instance):
         raise NotAcceptable(
-            f"instance {instance.sop_uid} has no pixel data; it cannot be rendered as "
-            f"{', '.join(RENDERED_TYPES)}"
+            f"instance {instance.sop_uid} has no pixel data; it cannot be rendered as {', '.join(RENDERED_TYPES)}"
         )
 
 
