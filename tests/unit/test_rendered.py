@@ -681,3 +681,22 @@ def test_what_was_stored_is_what_was_rendered(app_client, stored_ct):
     response = app_client.get(path, headers={"Accept": "application/dicom; transfer-syntax=*"})
     ds = dcmread(io.BytesIO(response.content))
     assert np.array_equal(ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept), hu)
+
+
+def test_the_render_settings_come_from_the_environment_and_must_be_positive():
+    settings = Settings.from_env(
+        {"BUCKET_NAME": "b", "TABLE_NAME": "t", "RENDERED_MAX_VIEWPORT": "512", "THUMBNAIL_SIZE": "64"}
+    )
+    assert (settings.rendered_max_viewport, settings.thumbnail_size) == (512, 64)
+    default = Settings(bucket_name="b", table_name="t")
+    assert (default.rendered_max_viewport, default.thumbnail_size) == (4096, 128)
+    with pytest.raises(ValueError, match="thumbnail_size must be positive"):
+        Settings(bucket_name="b", table_name="t", thumbnail_size=0)
+
+
+def test_the_thumbnail_size_is_a_setting(memory):
+    settings = Settings(bucket_name="b", table_name="t", thumbnail_size=50)
+    client = TestClient(create_app(settings, index=memory.index, blobs=memory.blobs))
+    ds, _ = ct()
+    (path,) = store(client, ds)
+    assert get_png(client, f"{path}/thumbnail").shape == (50, 50)
