@@ -665,7 +665,7 @@ def test_unknown_uids_are_404s_naming_them(app_client, stored_ct, resource):
 
 def test_a_rendered_image_above_the_response_limit_is_a_413_with_a_hint(memory):
     settings = Settings(bucket_name="b", table_name="t", max_response_bytes=2000)
-    client = TestClient(create_app(settings, index=memory.index, blobs=memory.blobs, services=["retrieve"]))
+    client = TestClient(create_app(settings, index=memory.index, blobs=memory.blobs, services=["render"]))
     writer = TestClient(create_app(Settings(bucket_name="b", table_name="t"), index=memory.index, blobs=memory.blobs))
     ds, _ = ct()
     (path,) = store(writer, ds)
