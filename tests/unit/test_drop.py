@@ -111,9 +111,9 @@ def test_a_newer_upload_under_the_same_name_is_not_lost_or_mixed_up(aws):
         def __getattr__(self, name):
             return getattr(blobs, name)
 
-        def get_version(self, key):
-            got = blobs.get_version(key)
-            blobs.put(key, second.data)  # the newer upload lands right after the read
+        def open(self, key):
+            got = blobs.open(key)
+            blobs.put(key, second.data)  # the newer upload lands right after the read began
             return got
 
     blobs.put("incoming/same.dcm", first.data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,9 +15,10 @@ from dicomweb_server.formats import multipart
 from dicomweb_server.formats.media import parse_media_type
 from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.settings import Settings
-from dicomweb_server.store.ingest import InvalidInstance, parse_part10
+from dicomweb_server.store.ingest import InvalidInstance, parse_part10, read_record
 from dicomweb_server.web.app import create_app
 from tests.corpus import make_instance, stow_body
+from tests.frames_data import encapsulated, jpeg_frames
 
 SETTINGS = Settings(bucket_name="b", table_name="t")
 
@@ -50,6 +52,21 @@ def _mutate(data: bytes, cuts: list[int], flips: list[tuple[int, int]]) -> bytes
 def test_mutated_part10_files_are_read_or_refused_cleanly(data: bytes, cuts, flips) -> None:
     with contextlib.suppress(InvalidInstance):
         parse_part10(_mutate(data, cuts, flips))
+
+
+MULTIFRAME = encapsulated(jpeg_frames(3, 16, 16))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([CT, JPEG, MULTIFRAME]),
+    st.lists(st.integers(0, 3000), max_size=2),
+    st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 255)), max_size=6),
+)
+def test_mutated_files_through_the_streamed_reader_are_read_or_refused_cleanly(data: bytes, cuts, flips) -> None:
+    """The one ingest reader (``store.scan``): a record, or ``InvalidInstance``; never another error."""
+    with contextlib.suppress(InvalidInstance):
+        read_record(io.BytesIO(_mutate(data, cuts, flips)))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

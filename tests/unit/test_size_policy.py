@@ -216,11 +216,15 @@ class CountingBlobs:
         self.gets.append(key)
         return self.inner.get(key)
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        self.gets.append(key)
+        return self.inner.get_range(key, start, end)
+
     def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
         self.inner.put(key, data, content_type)
 
-    def copy(self, source_key: str, target_key: str) -> None:
-        self.inner.copy(source_key, target_key)
+    def copy(self, source_key: str, target_key: str, **conditions: object) -> None:
+        self.inner.copy(source_key, target_key, **conditions)  # type: ignore[arg-type]
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -9,12 +9,32 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from .frame_table import FrameTable
 from .records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from .search.query import Query
 
 
 class BlobNotFound(KeyError):
     """No object under that key."""
+
+
+class BlobChanged(Exception):
+    """A conditional copy found the source object changed (another version than the one read)."""
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class OpenedBlob:
+    """An object opened for one front-to-back read: its body, size, version id (None where the
+    store keeps no versions) and ETag (the condition of a copy of exactly this version)."""
+
+    body: Readable
+    size: int
+    version: str | None
+    etag: str
 
 
 class AddOutcome(Enum):
@@ -53,7 +73,23 @@ class BlobStore(Protocol):
         ``BlobNotFound``."""
         ...
 
-    def copy(self, source_key: str, target_key: str) -> None: ...
+    def copy(
+        self,
+        source_key: str,
+        target_key: str,
+        *,
+        if_match: str | None = None,
+        version: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Copy an object server-side (of that version, when given). With ``if_match``, only when
+        the source's ETag is still that one, else ``BlobChanged``; a missing source is ``BlobNotFound``.
+        ``size`` (the source's, when known) lets an object above one copy's limit go in parts."""
+        ...
+
+    def open(self, key: str) -> OpenedBlob:
+        """The object as a stream (never read whole into memory), or ``BlobNotFound``."""
+        ...
 
     def delete(self, key: str, version: str | None = None) -> None:
         """Remove the object (only that version of it, when given); deleting a missing key is not
@@ -88,6 +124,18 @@ class MetadataIndex(Protocol):
 
         Adding an instance that is already indexed changes nothing and returns ``ALREADY_INDEXED``.
         """
+        ...
+
+    def add_frame_table(
+        self, study_uid: str, series_uid: str, sop_uid: str, table: FrameTable | None, *, aside: bool = False
+    ) -> None:
+        """Record the frame table of an instance indexed before tables were (None: its frames
+        cannot be located unread; ``aside``: it is in the object's sidecar); one already recorded
+        stays."""
+        ...
+
+    def frame_tables_of(self, study_uid: str) -> set[tuple[str, str]]:
+        """(series, SOP Instance UID) of the study's instances whose frame table is recorded."""
         ...
 
     def get_study(self, study_uid: str) -> StudySummary | None: ...

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from .frame_table import FrameTable
+
 DicomJson = dict[str, Any]
 
 #: Study level (PS3.18 Table 10.6.3-3 plus Patient/Study module attributes worth searching).
@@ -72,6 +74,10 @@ class InstanceRecord:
     #: Every bulk data element's tag path (``formats.dicom_json.tag_path``) and where its value is
     #: in the object: (offset, length), offset -1 when only a parse of the object finds it.
     bulk: dict[str, tuple[int, int]] | None = None
+    #: Where each frame's bytes are in the object (None when they cannot be located unread).
+    frame_table: FrameTable | None = None
+    #: The table is too large for the index: it is in the object's sidecar (``blobs.keys.frames_key``).
+    frame_table_aside: bool = False
 
     @property
     def modality(self) -> str:
@@ -120,6 +126,11 @@ class StoredInstance:
     #: Bulk data elements by tag path: (offset, length) in the object (``InstanceRecord.bulk``);
     #: None for an instance indexed before bulk data was recorded, or when not loaded.
     bulk: dict[str, tuple[int, int]] | None = None
+    #: Read only for a single instance: the frame table (None when none is in the index), and
+    #: what the index says of it (``index.keys.frames_state``: "inline", "aside" in the sidecar
+    #: object, "none" cannot be located, "" not recorded: indexed before frame tables were).
+    frame_table: FrameTable | None = None
+    frames_state: str = ""
 
     @classmethod
     def from_record(cls, record: InstanceRecord, series_attrs: DicomJson) -> StoredInstance:
@@ -137,6 +148,8 @@ class StoredInstance:
             metadata=record.metadata,
             object_key=record.object_key,
             bulk=record.bulk,
+            frame_table=record.frame_table,
+            frames_state=("aside" if record.frame_table_aside else "inline") if record.frame_table else "none",
         )
 
 

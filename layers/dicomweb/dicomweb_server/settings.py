@@ -41,6 +41,9 @@ class Settings:
     #: Binary values (OB, OW, OF, OD, OL, OV, UN) above this many bytes are sent as a BulkDataURI in
     #: metadata, smaller ones as InlineBinary; pixel data is always bulk data.
     bulk_data_threshold: int = 1024
+    #: Frame tables larger than this go to a sidecar object beside the Part-10 object (a DynamoDB
+    #: item holds at most 400 KB).
+    max_indexed_frame_table_bytes: int = 350_000
     #: Origins allowed to call the API from a browser (comma-separated; ``*`` for any).
     cors_allowed_origins: str = "*"
     #: The API key itself (development and tests); in AWS it comes from ``api_key_secret_arn``.
@@ -102,6 +105,7 @@ class Settings:
             "bulk_data_threshold": "BULK_DATA_THRESHOLD",
             "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
             "thumbnail_size": "THUMBNAIL_SIZE",
+            "max_indexed_frame_table_bytes": "MAX_INDEXED_FRAME_TABLE_BYTES",
         }
         for field, var in text.items():
             if env.get(var):

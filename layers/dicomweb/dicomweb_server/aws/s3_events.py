@@ -33,6 +33,7 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 blobs=blobs,
                 max_metadata_bytes=settings.max_indexed_metadata_bytes,
                 bulk_threshold=settings.bulk_data_threshold,
+                max_frame_table_bytes=settings.max_indexed_frame_table_bytes,
             )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if reason is not None:

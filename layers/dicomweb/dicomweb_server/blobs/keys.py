@@ -8,6 +8,9 @@ key                                                                        what
                                                                            keys carried a writer
 ``incoming/...``                                                           S3 drop area, indexed and
                                                                            emptied by the indexer
+``studies/{study}/series/{series}/instances/{sop}/{md5}.frames``           the frame table of an
+                                                                           instance with very many
+                                                                           frames (sidecar)
 ``rejected/...``                                                           dropped files that were
                                                                            not valid instances
 ``derived/thumbnails/{study}/{series}/{sop}/{md5}/{variant}``              cached thumbnails
@@ -36,6 +39,12 @@ def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
 def object_key(study_uid: str, series_uid: str, sop_uid: str, md5: str) -> str:
     """A new key for one writer's copy of an instance."""
     return f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/{md5}-{secrets.token_hex(6)}.dcm"
+
+
+def frames_key(study_uid: str, series_uid: str, sop_uid: str, md5: str) -> str:
+    """The sidecar holding the frame table of an instance's content, when too large for the index
+    (named by content, so every writer of the same bytes writes the same sidecar)."""
+    return f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/{md5}.frames"
 
 
 class Located(Protocol):

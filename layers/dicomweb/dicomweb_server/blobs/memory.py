@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import threading
 import time
 from collections.abc import Iterator
 
-from ..ports import BlobNotFound
+from ..ports import BlobChanged, BlobNotFound, OpenedBlob
 
 
 class MemoryBlobStore:
@@ -29,8 +31,23 @@ class MemoryBlobStore:
     def get_range(self, key: str, start: int, end: int) -> bytes:
         return self.get(key)[start : end + 1]
 
-    def copy(self, source_key: str, target_key: str) -> None:
-        self.put(target_key, self.get(source_key))
+    def copy(
+        self,
+        source_key: str,
+        target_key: str,
+        *,
+        if_match: str | None = None,
+        version: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        data = self.get(source_key)
+        if if_match is not None and if_match != _etag(data):
+            raise BlobChanged(source_key)
+        self.put(target_key, data)
+
+    def open(self, key: str) -> OpenedBlob:
+        data = self.get(key)
+        return OpenedBlob(io.BytesIO(data), len(data), None, _etag(data))
 
     def get_version(self, key: str) -> tuple[bytes, str | None]:
         return self.get(key), None
@@ -44,3 +61,7 @@ class MemoryBlobStore:
         with self._lock:
             found = sorted((k, self.modified[k]) for k in self.objects if k.startswith(prefix))
         yield from found
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'  # noqa: S324 - S3's ETag of a single-part object

@@ -10,16 +10,36 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..cloud_errors import translate, translating
-from ..ports import BlobNotFound
+from ..ports import BlobChanged, BlobNotFound, OpenedBlob
 
 #: The codes S3 answers for a missing key (GetObject says NoSuchKey, HEAD-like paths 404).
-_MISSING = ("NoSuchKey", "404", "NotFound")
+_MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchVersion")
+#: What S3 answers when a copy's ``CopySourceIfMatch`` no longer holds.
+_CHANGED = ("PreconditionFailed", "412")
+#: CopyObject copies at most 5 GiB; larger objects are copied in parts of this size.
+COPY_LIMIT = 5 * 1024**3
+COPY_PART = 512 * 1024**2
+
+
+class _Body:
+    """A GetObject body whose broken connection becomes the domain's error."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return bytes(self._body.read(size if size >= 0 else None))
+        except BotoCoreError as exc:
+            raise translate(exc, "S3", "GetObject") from exc
 
 
 class S3BlobStore:
-    def __init__(self, client: Any, bucket: str) -> None:
-        self._s3 = translating(client, "S3", expected=_MISSING)
+    def __init__(self, client: Any, bucket: str, *, copy_limit: int = COPY_LIMIT, copy_part: int = COPY_PART) -> None:
+        self._s3 = translating(client, "S3", expected=_MISSING + _CHANGED)
         self.bucket = bucket
+        self.copy_limit = copy_limit
+        self.copy_part = copy_part
 
     def put(self, key: str, data: bytes, content_type: str = "application/dicom") -> None:
         self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
@@ -49,17 +69,72 @@ class S3BlobStore:
         version = response.get("VersionId")
         return data, (version if version and version != "null" else None)
 
-    def copy(self, source_key: str, target_key: str) -> None:
+    def open(self, key: str) -> OpenedBlob:
         try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            raise BlobNotFound(key) from None
+        version = response.get("VersionId")
+        return OpenedBlob(
+            body=_Body(response["Body"]),
+            size=int(response["ContentLength"]),
+            version=version if version and version != "null" else None,
+            etag=str(response.get("ETag", "")),
+        )
+
+    def copy(
+        self,
+        source_key: str,
+        target_key: str,
+        *,
+        if_match: str | None = None,
+        version: str | None = None,
+        size: int | None = None,
+    ) -> None:
+        source: dict[str, str] = {"Bucket": self.bucket, "Key": source_key}
+        if version:
+            source["VersionId"] = version
+        condition = {"CopySourceIfMatch": if_match} if if_match else {}
+        try:
+            if size is not None and size > self.copy_limit:
+                return self._copy_parts(source, target_key, size, condition)
             self._s3.copy_object(
                 Bucket=self.bucket,
                 Key=target_key,
-                CopySource={"Bucket": self.bucket, "Key": source_key},
+                CopySource=source,
                 ContentType="application/dicom",
                 MetadataDirective="REPLACE",
+                **condition,
             )
-        except ClientError:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _CHANGED:
+                raise BlobChanged(source_key) from None
             raise BlobNotFound(source_key) from None
+
+    def _copy_parts(self, source: dict[str, str], target_key: str, size: int, condition: dict[str, str]) -> None:
+        """Multipart copy (UploadPartCopy) of an object above CopyObject's 5 GiB."""
+        upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=target_key, ContentType="application/dicom")
+        uid = upload["UploadId"]
+        parts = []
+        try:
+            for number, start in enumerate(range(0, size, self.copy_part), start=1):
+                end = min(size, start + self.copy_part) - 1
+                got = self._s3.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target_key,
+                    UploadId=uid,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                    **condition,
+                )
+                parts.append({"PartNumber": number, "ETag": got["CopyPartResult"]["ETag"]})
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=target_key, UploadId=uid, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=target_key, UploadId=uid)
+            raise
 
     def delete(self, key: str, version: str | None = None) -> None:
         if version:

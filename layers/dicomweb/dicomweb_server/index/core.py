@@ -6,6 +6,7 @@ is spent, and hand back a keyset cursor (``docs/data-model.md``). ``dynamodb.Dyn
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import time
@@ -13,7 +14,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from .. import frame_table
 from ..errors import ServiceUnavailable
+from ..frame_table import FrameTable
 from ..ports import AddOutcome, Page
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from ..search import results
@@ -89,6 +92,27 @@ class ItemIndex:
             "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
         )
 
+    @staticmethod
+    def _frames_actions(record: InstanceRecord) -> list[Action]:
+        table = record.frame_table
+        encoded = None if table is None or record.frame_table_aside else frame_table.encode(table)
+        aside = table is not None and record.frame_table_aside
+        return [Put(keys.frames_item(record.study_uid, record.series_uid, record.sop_uid, encoded, aside=aside))]
+
+    def add_frame_table(
+        self, study_uid: str, series_uid: str, sop_uid: str, table: FrameTable | None, *, aside: bool = False
+    ) -> None:
+        encoded = None if table is None or aside else frame_table.encode(table)
+        item = keys.frames_item(study_uid, series_uid, sop_uid, encoded, aside=aside and table is not None)
+        # Another reader or the repair may have recorded it first (the same table: it is the object's).
+        with contextlib.suppress(ConditionFailed, Contention):
+            self.store.transact([Put(item, if_absent=True)])
+
+    def frame_tables_of(self, study_uid: str) -> set[tuple[str, str]]:
+        """(series, SOP Instance UID) of every instance of the study with a frame-table item."""
+        found = self._all(study_pk(study_uid), "FR#", ("sk",))
+        return {tuple(item["sk"].split("#", 2)[1:]) for item in found}
+
     def _transact_spare(self, actions: list[Action]) -> None:
         for attempt in range(_RETRIES):
             try:
@@ -130,6 +154,7 @@ class ItemIndex:
         actions: list[Action] = [
             Put(instance, if_absent=True),
             *(Put(p) for p in keys.lookup_postings(record)),
+            *self._frames_actions(record),
             Update(
                 pk,
                 series_sk(record.series_uid),
@@ -432,16 +457,25 @@ class ItemIndex:
     def _instances(
         self, study_uid: str, series_uid: str | None, sop_uid: str | None, with_metadata: bool
     ) -> list[StoredInstance]:
+        tables: list[Item] = []
         if sop_uid is not None and series_uid is not None:
-            # One round trip for the instance and its series item.
-            wanted = [(study_pk(study_uid), sk) for sk in (instance_sk(series_uid, sop_uid), series_sk(series_uid))]
+            # One round trip for the instance, its series item and its frame table.
+            wanted = [
+                (study_pk(study_uid), sk)
+                for sk in (instance_sk(series_uid, sop_uid), series_sk(series_uid), keys.frames_sk(series_uid, sop_uid))
+            ]
             found = self.store.batch_get(wanted)
             series = {i["sk"][3:]: i for i in found if i["sk"].startswith("SE#")}
             items = [i for i in found if i["sk"].startswith("IN#")]
+            tables = [i for i in found if i["sk"].startswith("FR#")]
         else:
             series = self._series_items(study_uid)
             attrs = None if with_metadata else ("attrs", *keys.INSTANCE_FIELDS.values())
             items = self._all(study_pk(study_uid), f"IN#{series_uid}#" if series_uid else "IN#", attrs)
+        table: FrameTable | None = None
+        state = keys.frames_state(tables[0] if tables else None)
+        if state == "inline":
+            table = frame_table.decode(bytes(tables[0]["t"]))
         out = []
         for item in items:
             _, se, sop = item["sk"].split("#", 2)
@@ -449,6 +483,8 @@ class ItemIndex:
             bulk = item.get("bulk")
             out.append(
                 StoredInstance(
+                    frame_table=table,
+                    frames_state=state,
                     study_uid=study_uid,
                     series_uid=se,
                     sop_uid=sop,

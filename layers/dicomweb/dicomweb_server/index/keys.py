@@ -55,6 +55,36 @@ def instance_sk(series_uid: str, sop_uid: str) -> str:
     return f"IN#{series_uid}#{sop_uid}"
 
 
+def frames_sk(series_uid: str, sop_uid: str) -> str:
+    """The item holding an instance's frame table (outside the instance item, so QIDO's Queries
+    of ``IN#`` items never read it)."""
+    return f"FR#{series_uid}#{sop_uid}"
+
+
+def frames_item(
+    study_uid: str, series_uid: str, sop_uid: str, table: bytes | None, *, aside: bool = False
+) -> dict[str, Any]:
+    """The frame-table item: ``t`` the encoded table (``frame_table``), ``side`` = 1 when
+    it is in the object's sidecar (``blobs.keys.frames_key``), ``none`` = 1 when the object's frames
+    cannot be located without decoding it (no pixel data, deflated, ambiguous fragments)."""
+    item: dict[str, Any] = {"pk": study_pk(study_uid), "sk": frames_sk(series_uid, sop_uid), "type": "frames"}
+    if aside:
+        item["side"] = 1
+    elif table is None:
+        item["none"] = 1
+    else:
+        item["t"] = table
+    return item
+
+
+def frames_state(item: dict[str, Any] | None) -> str:
+    """What a frame-table item says: "inline", "aside", "none", or "" (no item: indexed before
+    frame tables were recorded)."""
+    if item is None:
+        return ""
+    return "inline" if "t" in item else "aside" if item.get("side") else "none"
+
+
 def instance_fields(record: InstanceRecord) -> dict[str, Any]:
     """The instance item's attributes that ``INSTANCE_FIELDS`` names, from a record."""
     fields = {attr: getattr(record, field) for field, attr in INSTANCE_FIELDS.items()}

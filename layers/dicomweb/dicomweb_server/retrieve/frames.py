@@ -4,6 +4,7 @@ to Explicit VR Little Endian, or as JPEG."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 from pydicom import dcmread
@@ -27,6 +28,7 @@ from pydicom.uid import (
 from ..errors import BadRequest, NotAcceptable, NotFound
 from ..formats import multipart
 from ..formats.media import OCTET_STREAM, MediaType, parse_media_type
+from ..frame_table import EncapsulatedFrames, FrameTable, NativeFrames
 from . import render
 from .negotiation import FRAME_DEFAULT_SYNTAX, FrameFormat
 
@@ -80,6 +82,86 @@ def stored_frame(ds: Dataset, number: int) -> bytes:
             # Fragments are padded to an even length; a JPEG ends at its EOI marker.
             return frame[:-1] if frame.endswith(b"\xff\xd9\x00") else frame
     raise NotFound(f"frame {number} is not in the encapsulated pixel data")
+
+
+#: Reads bytes [start, end) of the stored object (an S3 range GET, or a slice of bytes at hand).
+RangeReader = Callable[[int, int], bytes]
+
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+
+def by_range(fmt: FrameFormat, stored_ts: str, table: FrameTable | None) -> bool:
+    """Whether the frames asked for are stored bytes a frame table locates (no decoding): the
+    stored encoding (``*`` or its own UID), or native pixel data as Explicit VR Little Endian."""
+    if table is None:
+        return False
+    if fmt.kind != "octet":
+        return False  # image/* frames are checked (and re-encoded where needed) on the whole object
+    if fmt.transfer_syntax in (None, stored_ts):
+        return True
+    return isinstance(table, NativeFrames) and fmt.transfer_syntax == ExplicitVRLittleEndian
+
+
+def read_frame(table: FrameTable, read: RangeReader, number: int, *, little_endian: bool = True) -> bytes:
+    """Frame ``number`` (1-based) read with one range of the stored object: an encapsulated frame's
+    fragments exactly as stored (padding included); a native frame on its own (bit-packed frames
+    re-aligned to their first bit; big-endian words swapped when ``little_endian``)."""
+    start, end = table.byte_range(number)
+    raw = read(start, end)
+    if isinstance(table, EncapsulatedFrames):
+        return b"".join(raw[at - start : at - start + length] for at, length in table.fragments(number))
+    if table.swap > 1 and little_endian:
+        raw = _swapped(raw, table.swap)
+    first_bit, bits = table.bit_span(number)
+    skip_bits = first_bit - (start - table.offset) * 8
+    if skip_bits % 8 == 0 and bits % 8 == 0:
+        return raw[skip_bits // 8 : skip_bits // 8 + bits // 8]
+    import numpy as np
+
+    unpacked = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
+    return bytes(np.packbits(unpacked[skip_bits : skip_bits + bits], bitorder="little").tobytes())
+
+
+def _swapped(raw: bytes, unit: int) -> bytes:
+    whole = len(raw) // unit * unit
+    out = bytearray(raw[:whole])
+    for i in range(unit):
+        out[i::unit] = raw[unit - 1 - i : whole : unit]
+    return bytes(out) + raw[whole:]
+
+
+def ranged_frame_parts(
+    table: FrameTable, read: RangeReader, stored_ts: str, numbers: list[int], fmt: FrameFormat, location: str
+) -> list[tuple[bytes, dict[str, str]]]:
+    """Each requested frame as (payload, part headers), read by range (``by_range`` says when)."""
+    out: list[tuple[bytes, dict[str, str]]] = []
+    for n in numbers:
+        if fmt.kind == "jpeg":
+            payload = read_frame(table, read, n)
+            # Fragments are padded to an even length; a JPEG file ends at its EOI marker.
+            payload = payload[:-1] if payload.endswith(b"\xff\xd9\x00") else payload
+            ctype = MediaType("image/jpeg", {"transfer-syntax": JPEGBaseline8Bit})
+        else:
+            label = fmt.transfer_syntax or stored_ts
+            if isinstance(table, NativeFrames) and stored_ts == _BIG_ENDIAN and fmt.transfer_syntax is None:
+                label = ExplicitVRLittleEndian  # as stored, but little endian: labelled as what it is
+            payload = read_frame(table, read, n, little_endian=label != _BIG_ENDIAN)
+            ctype = MediaType(OCTET_STREAM, {"transfer-syntax": label})
+        out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
+    return out
+
+
+def frames_body(
+    parts: list[tuple[bytes, dict[str, str]]], fmt: FrameFormat, boundary: str | None = None
+) -> tuple[bytes, str]:
+    if not fmt.multipart:
+        payload, headers = parts[0]
+        return payload, headers["Content-Type"]
+    # the body's type parameter is the parts' media type; its transfer-syntax when all parts share one
+    syntaxes = {parse_media_type(h["Content-Type"]).param("transfer-syntax") or "" for _, h in parts}
+    shared = syntaxes.pop() if len(syntaxes) == 1 else ""
+    params = {"transfer-syntax": shared} if shared else None
+    return multipart.encode(parts, fmt.media_type, boundary=boundary, params=params)
 
 
 def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
@@ -260,12 +342,4 @@ def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str
 def render_frames_body(
     data: bytes, numbers: list[int], fmt: FrameFormat, location: str, boundary: str | None = None
 ) -> tuple[bytes, str]:
-    parts = frame_parts(data, numbers, fmt, location)
-    if not fmt.multipart:
-        payload, headers = parts[0]
-        return payload, headers["Content-Type"]
-    # the body's type parameter is the parts' media type; its transfer-syntax when all parts share one
-    syntaxes = {parse_media_type(h["Content-Type"]).param("transfer-syntax") or "" for _, h in parts}
-    shared = syntaxes.pop() if len(syntaxes) == 1 else ""
-    params = {"transfer-syntax": shared} if shared else None
-    return multipart.encode(parts, fmt.media_type, boundary=boundary, params=params)
+    return frames_body(frame_parts(data, numbers, fmt, location), fmt, boundary)

@@ -1,6 +1,11 @@
 """S3 drop: a Part-10 file put under ``incoming/`` is indexed through the same ``ingest`` path as
 STOW-RS, stored under its object key, and removed from ``incoming/``.
 
+The file is read once as a stream (one GET; memory stays bounded whatever its size), and the stored
+copy is a server-side copy of exactly the version read (``CopySourceIfMatch`` on its ETag, and its
+version id where the bucket keeps versions), so a newer upload under the same name cannot slip in:
+it stays in ``incoming/`` for its own event, and only the version read is removed.
+
 Redelivered events are harmless: the second delivery finds the incoming object gone (or the
 instance already indexed) and changes nothing. A file that is not a valid instance is moved to
 ``rejected/`` (kept 30 days by the bucket's lifecycle rule). If indexing fails midway, the incoming
@@ -9,11 +14,12 @@ object stays where it is and the retried event repairs the state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
-from ..ports import BlobNotFound, BlobStore, MetadataIndex
-from .ingest import InvalidInstance, Stored, ingest
+from ..ports import BlobChanged, BlobNotFound, BlobStore, MetadataIndex, OpenedBlob, Readable
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Stored, ingest, with_preamble
 
 
 class DropOutcome(Enum):
@@ -24,6 +30,43 @@ class DropOutcome(Enum):
     IGNORED = "ignored"
 
 
+@dataclass
+class Dropped:
+    """The incoming object as one ``ingest`` payload: read by its one streamed GET, written by a
+    conditional server-side copy of the version that GET read."""
+
+    key: str
+    opened: OpenedBlob
+    head: bytes = b""
+    used: bool = False
+
+    def open(self) -> Readable:
+        if self.used:
+            raise RuntimeError("a dropped object is read once")
+        self.used = True
+        return _Prefixed(self.head, self.opened.body)
+
+    def write(self, blobs: BlobStore, key: str) -> None:
+        blobs.copy(self.key, key, if_match=self.opened.etag, version=self.opened.version, size=self.opened.size)
+
+
+class _Prefixed:
+    """``head`` (already read, to look at the preamble) followed by the rest of ``body``."""
+
+    def __init__(self, head: bytes, body: Readable) -> None:
+        self._head = head
+        self._body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._head:
+            if size < 0:
+                out, self._head = self._head + self._body.read(), b""
+                return out
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        return self._body.read(size)
+
+
 def index_dropped(
     key: str,
     *,
@@ -31,24 +74,48 @@ def index_dropped(
     blobs: BlobStore,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
 ) -> tuple[DropOutcome, int | None]:
     """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
         return DropOutcome.IGNORED, None
     try:
-        data, version = blobs.get_version(key)
+        opened = blobs.open(key)
     except BlobNotFound:
         return DropOutcome.GONE, None
+    head = _read_head(opened.body)
+    payload: Dropped | bytes = Dropped(key, opened, head)
+    if head[128:132] != b"DICM" and with_preamble(head) is not head:
+        # Written without a preamble (pydicom's dcmwrite of an in-memory dataset): what is stored
+        # is the completed Part-10 file, so it is read whole (such files are small in practice).
+        payload = head + opened.body.read()
     try:
-        # The bytes read are what is stored (not a server-side copy of the key, which a newer
-        # upload under the same name could have replaced meanwhile), and only the version read is
-        # removed from incoming/: a newer upload stays for its own event.
         result = ingest(
-            data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold
+            payload,
+            index=index,
+            blobs=blobs,
+            max_metadata_bytes=max_metadata_bytes,
+            max_frame_table_bytes=max_frame_table_bytes,
+            bulk_threshold=bulk_threshold,
         )
     except InvalidInstance as exc:
-        blobs.put(REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], data)
-        blobs.delete(key, version)
+        try:
+            blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], if_match=opened.etag, version=opened.version)
+        except (BlobChanged, BlobNotFound):
+            return DropOutcome.GONE, None  # replaced or removed meanwhile: a newer upload has its own event
+        blobs.delete(key, opened.version)
         return DropOutcome.REJECTED, int(exc.reason)
-    blobs.delete(key, version)
+    except (BlobChanged, BlobNotFound):
+        return DropOutcome.GONE, None
+    blobs.delete(key, opened.version)
     return (DropOutcome.INDEXED if result.outcome is Stored.NEW else DropOutcome.DUPLICATE), None
+
+
+def _read_head(body: Readable) -> bytes:
+    out = b""
+    while len(out) < 132:
+        got = body.read(132 - len(out))
+        if not got:
+            break
+        out += got
+    return out

@@ -11,16 +11,19 @@ import io
 import warnings
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Protocol
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from ..blobs.keys import instance_key, object_key
+from .. import frame_table
+from ..blobs.keys import frames_key, instance_key, object_key
 from ..errors import ServiceUnavailable, StorageError
 from ..formats import dicom_json
-from ..ports import AddOutcome, BlobStore, MetadataIndex
+from ..frame_table import FrameTable
+from ..ports import AddOutcome, BlobStore, MetadataIndex, Readable
 from ..records import (
     INSTANCE_KEYWORDS,
     SERIES_KEYWORDS,
@@ -29,44 +32,15 @@ from ..records import (
     select,
 )
 from ..uids import is_valid_uid
+from .failures import InvalidInstance as InvalidInstance
+from .failures import Reason as Reason
+from .failures import StorageFailed as StorageFailed
+from .scan import SkippedValue, scan
+
+#: A frame table larger than this goes to a sidecar object (a DynamoDB item holds 400 KB).
+MAX_FRAME_TABLE_BYTES = 350_000
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
-
-
-class Reason(int, Enum):
-    """FailureReason codes (PS3.18 §10.5.3, Table 10.5.3-3; PS3.7 Annex C)."""
-
-    PROCESSING_FAILURE = 0x0110
-    DUPLICATE_SOP_INSTANCE = 0x0111
-    SOP_CLASS_NOT_SUPPORTED = 0x0122
-    OUT_OF_RESOURCES = 0xA700
-    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-    CANNOT_UNDERSTAND = 0xC000
-    TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-    #: Study Instance UID of the instance differs from the one in the request URL.
-    STUDY_UID_MISMATCH = 0xA901
-
-
-class StorageFailed(Exception):
-    """A valid instance could not be stored because S3 or DynamoDB failed (``cause``); nothing of
-    it is left behind (or what is left is this writer's own object, for the repair command)."""
-
-    def __init__(self, cause: StorageError, sop_class_uid: str, sop_uid: str) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.sop_class_uid = sop_class_uid
-        self.sop_uid = sop_uid
-
-
-class InvalidInstance(Exception):
-    """One instance cannot be stored; STOW reports it in FailedSOPSequence."""
-
-    def __init__(self, reason: Reason, message: str, sop_class_uid: str = "", sop_uid: str = "") -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.sop_class_uid = sop_class_uid
-        self.sop_uid = sop_uid
 
 
 def with_preamble(data: bytes) -> bytes:
@@ -164,13 +138,20 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
 
 def build_record(
     ds: Dataset,
-    data: bytes,
+    data: bytes | None = None,
     *,
+    size: int | None = None,
+    md5: str | None = None,
+    frame_table: FrameTable | None = None,
+    skipped: tuple[SkippedValue, ...] = (),
+    offsets_known: bool = True,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = dicom_json.BULK_THRESHOLD,
 ) -> InstanceRecord:
-    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``): its metadata
-    with bulk data URIs, and where each bulk data value is in ``data`` (for ranged reads)."""
+    """Everything the index keeps about ``ds``: its metadata with bulk data URIs, and where each
+    bulk data value is in the object (for ranged reads). The object's bytes are ``data``, or (read
+    as a stream by ``scan``) ``size`` bytes with that ``md5``, frame table, and the values the
+    stream skipped (pixel data, large values: ``skipped``)."""
     sop_class = _required_uid(ds, "SOPClassUID")
     sop_uid = _required_uid(ds, "SOPInstanceUID")
     study_uid = _required_uid(ds, "StudyInstanceUID")
@@ -192,9 +173,23 @@ def build_record(
         frames = 1
     bulk: dict[str, tuple[int, int]] = {}
     for found in bulk_elements:
-        offset = found.value_offset(data)
+        if data is not None:
+            offset = found.value_offset(data)
+        else:  # read as a stream: a top-level value's offset is certain, a nested one's may not be
+            offset = found.candidates[0] if len(found.candidates) == 1 and offsets_known else None
         bulk[found.path] = (-1 if offset is None else offset, len(found.value_bytes()))
+    if skipped:
+        for value in skipped:
+            path = dicom_json.tag_path((), value.tag)
+            metadata[f"{value.tag:08X}"] = {"vr": value.vr, "BulkDataURI": dicom_json.BULK_PREFIX + path}
+            bulk[path] = (value.offset, value.length)
+        metadata = dict(sorted(metadata.items()))  # in tag order, as the dataset is
     meta_size = len(repr(metadata))
+    if data is not None:
+        size = len(data)
+        md5 = hashlib.md5(data).hexdigest()  # noqa: S324 - an ETag-style content check, not security
+    if size is None or md5 is None:
+        raise ValueError("build_record needs the object's bytes, or its size and MD5")
     return InstanceRecord(
         study_uid=study_uid,
         series_uid=series_uid,
@@ -204,12 +199,60 @@ def build_record(
         study=study,
         series=series,
         instance=instance,
-        size=len(data),
-        md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an ETag-style content check, not security
+        size=size,
+        md5=md5,
         number_of_frames=frames,
         metadata=metadata if meta_size <= max_metadata_bytes else None,
         bulk=bulk,
+        frame_table=frame_table,
     )
+
+
+def read_record(
+    source: Readable | bytes,
+    *,
+    max_metadata_bytes: int = 300_000,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+) -> InstanceRecord:
+    """The index record of one Part-10 object read once, front to back (``scan``)."""
+    scanned = scan(source)
+    record = build_record(
+        scanned.dataset,
+        size=scanned.size,
+        md5=scanned.md5,
+        frame_table=scanned.frame_table,
+        skipped=scanned.skipped,
+        offsets_known=not scanned.deflated,
+        max_metadata_bytes=max_metadata_bytes,
+        bulk_threshold=bulk_threshold,
+    )
+    if record.frame_table is not None and len(frame_table.encode(record.frame_table)) > max_frame_table_bytes:
+        record = replace(record, frame_table_aside=True)
+    return record
+
+
+class Payload(Protocol):
+    """Where an instance's bytes come from, and how they are written to their key."""
+
+    def open(self) -> Readable:
+        """A stream of the bytes, front to back."""
+        ...
+
+    def write(self, blobs: BlobStore, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class InMemory:
+    """Bytes at hand (a STOW-RS part): written with a PutObject."""
+
+    data: bytes
+
+    def open(self) -> Readable:
+        return io.BytesIO(self.data)
+
+    def write(self, blobs: BlobStore, key: str) -> None:
+        blobs.put(key, self.data)
 
 
 class Stored(Enum):
@@ -225,16 +268,19 @@ class IngestResult:
 
 
 def ingest(
-    data: bytes,
+    data: bytes | Payload,
     *,
     index: MetadataIndex,
     blobs: BlobStore,
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
+    ``data`` is the object's bytes, or a ``Payload`` read as a stream (an S3 drop: one streamed
+    GET, then a server-side copy of exactly that version), so a large object is never held whole.
     The object goes under a key of this writer's own
     (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
     SOP Instance UID wins, and every other writer removes its own object and is told what is
@@ -243,9 +289,13 @@ def ingest(
     index entry names. If indexing fails, this writer's object is removed again, unless the
     index does name it (a write that succeeded although its answer was lost).
     """
-    data = with_preamble(data)
-    ds = parse_part10(data)
-    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold)
+    payload = InMemory(with_preamble(data)) if isinstance(data, bytes) else data
+    record = read_record(
+        payload.open(),
+        max_metadata_bytes=max_metadata_bytes,
+        max_frame_table_bytes=max_frame_table_bytes,
+        bulk_threshold=bulk_threshold,
+    )
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
         raise InvalidInstance(
             Reason.STUDY_UID_MISMATCH,
@@ -254,14 +304,18 @@ def ingest(
             record.sop_uid,
         )
     try:
-        return _store(record, data, index, blobs)
+        if record.frame_table_aside and record.frame_table is not None:
+            # Named by content: every writer of these bytes writes the same sidecar.
+            sidecar = frames_key(record.study_uid, record.series_uid, record.sop_uid, record.md5)
+            blobs.put(sidecar, frame_table.encode(record.frame_table), "application/octet-stream")
+        return _store(record, payload, index, blobs)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
 
 
 def _store(
     record: InstanceRecord,
-    data: bytes,
+    data: Payload,
     index: MetadataIndex,
     blobs: BlobStore,
 ) -> IngestResult:
@@ -271,7 +325,7 @@ def _store(
         return _settled(record, known)
     key = object_key(*uids, record.md5)
     record = replace(record, object_key=key)
-    blobs.put(key, data)
+    data.write(blobs, key)
     try:
         outcome = index.add_instance(record)
     except BaseException:

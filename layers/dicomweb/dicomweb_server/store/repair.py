@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 
-from ..blobs.keys import INCOMING_PREFIX, instance_key, stored_key
+from .. import frame_table
+from ..blobs.keys import INCOMING_PREFIX, frames_key, instance_key, stored_key
 from ..ports import AddOutcome, BlobNotFound, BlobStore, MetadataIndex
 from ..records import StoredInstance
 from ..search.query import Level, parse_query
 from ..uids import is_valid_uid
 from .drop import DropOutcome, index_dropped
-from .ingest import InvalidInstance, build_record, parse_part10, with_preamble
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, read_record
 
 STUDIES_PREFIX = "studies/"
 
@@ -41,6 +42,8 @@ class RepairReport:
     dropped: list[str] = field(default_factory=list)
     #: Index entries whose object is missing ("study/series/sop"): reported, not removed.
     missing: list[str] = field(default_factory=list)
+    #: Instances indexed before frame tables were recorded whose table is now recorded.
+    frames_added: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [
@@ -51,6 +54,7 @@ class RepairReport:
             f"unreadable objects:         {len(self.unreadable)}",
             f"incoming files handled:     {len(self.dropped)}",
             f"entries without an object:  {len(self.missing)}",
+            f"frame tables added:         {len(self.frames_added)}",
         ]
 
 
@@ -61,6 +65,7 @@ def repair(
     grace: float = 900.0,
     now: Callable[[], float] = time.time,
     progress: Callable[[int], None] | None = None,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
 ) -> RepairReport:
     report = RepairReport()
     seen: set[str] = set()
@@ -70,13 +75,17 @@ def repair(
         instances = index.list_instances(study_uid) if study_uid else []
         seen.add(study_uid)
         named = {stored_key(i) for i in instances}
+        named |= {frames_key(i.study_uid, i.series_uid, i.sop_uid, i.md5) for i in instances}
         for key, modified in objects:
             report.objects += 1
             if key not in named:
                 _reconcile(key, modified, index, blobs, report, grace, now)
             if progress:
                 progress(report.objects)
-        report.missing += _missing(instances, {key for key, _ in objects})
+        present = {key for key, _ in objects}
+        report.missing += _missing(instances, present)
+        if study_uid:
+            _add_frame_tables(study_uid, instances, present, index, blobs, report, max_frame_table_bytes)
     for key, _ in list(blobs.list(INCOMING_PREFIX)):
         outcome, _reason = index_dropped(key, index=index, blobs=blobs)
         if outcome is not DropOutcome.IGNORED:
@@ -112,15 +121,14 @@ def _reconcile(
         # to remove it): neither index nor remove it now.
         report.pending.append(key)
         return
-    try:
-        data = blobs.get(key)
-    except BlobNotFound:
-        return  # removed meanwhile
-    if with_preamble(data) is not data:
-        report.unreadable.append((key, "not a complete Part-10 file"))
+    if key.endswith(".frames"):  # the sidecar of content no index entry names: a loser's leftover
+        blobs.delete(key)
+        report.removed.append(key)
         return
     try:
-        record = replace(build_record(parse_part10(data), data), object_key=key)
+        record = replace(read_record(blobs.open(key).body), object_key=key)
+    except BlobNotFound:
+        return  # removed meanwhile
     except InvalidInstance as exc:
         report.unreadable.append((key, exc.message))
         return
@@ -135,6 +143,34 @@ def _reconcile(
         return
     blobs.delete(key)
     report.removed.append(key)
+
+
+def _add_frame_tables(
+    study_uid: str,
+    instances: list[StoredInstance],
+    present: set[str],
+    index: MetadataIndex,
+    blobs: BlobStore,
+    report: RepairReport,
+    limit: int,
+) -> None:
+    """Record the frame table of every instance indexed before tables were (one streamed read each)."""
+    recorded = index.frame_tables_of(study_uid)
+    for inst in instances:
+        key = stored_key(inst)
+        if (inst.series_uid, inst.sop_uid) in recorded or key not in present:
+            continue
+        try:
+            record = read_record(blobs.open(key).body, max_frame_table_bytes=limit)
+        except (BlobNotFound, InvalidInstance):
+            continue  # removed meanwhile, or unreadable: the retrieve path reads it whole
+        if record.frame_table is not None and record.frame_table_aside:
+            sidecar = frames_key(inst.study_uid, inst.series_uid, inst.sop_uid, record.md5)
+            blobs.put(sidecar, frame_table.encode(record.frame_table), "application/octet-stream")
+        index.add_frame_table(
+            inst.study_uid, inst.series_uid, inst.sop_uid, record.frame_table, aside=record.frame_table_aside
+        )
+        report.frames_added.append(f"{inst.study_uid}/{inst.series_uid}/{inst.sop_uid}")
 
 
 def _every_study(index: MetadataIndex) -> list[str]:

@@ -18,7 +18,7 @@ from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
 from .compose import compose
-from .ingest import InvalidInstance, Reason, StorageFailed, Stored, ingest
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, StorageFailed, Stored, ingest
 
 log = logging.getLogger("dicomweb.stow")
 
@@ -101,6 +101,7 @@ def store(
     study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
 ) -> StowOutcome:
     """Store every ``application/dicom`` part of a STOW-RS request body."""
     part_type = check_request_type(content_type)
@@ -116,6 +117,7 @@ def store(
                     expected_study_uid=study_uid,
                     max_metadata_bytes=max_metadata_bytes,
                     bulk_threshold=bulk_threshold,
+                    max_frame_table_bytes=max_frame_table_bytes,
                 )
             except InvalidInstance as exc:
                 failure = exc
