@@ -26,7 +26,6 @@ from ..records import (
     SERIES_KEYWORDS,
     STUDY_KEYWORDS,
     InstanceRecord,
-    select,
 )
 from ..uids import is_valid_uid
 
@@ -169,12 +168,13 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
     study_uid = _required_uid(ds, "StudyInstanceUID")
     series_uid = _required_uid(ds, "SeriesInstanceUID")
     try:
+        built = dicom_json.instance_json(ds)
         study, series, instance = (
-            select(ds, STUDY_KEYWORDS),
-            select(ds, SERIES_KEYWORDS),
-            select(ds, INSTANCE_KEYWORDS),
+            built.select(ds, STUDY_KEYWORDS),
+            built.select(ds, SERIES_KEYWORDS),
+            built.select(ds, INSTANCE_KEYWORDS),
         )
-        metadata = dicom_json.metadata(ds)
+        metadata = built.metadata
     except Exception as exc:
         raise InvalidInstance(
             Reason.CANNOT_UNDERSTAND, f"an attribute cannot be decoded ({type(exc).__name__})", sop_class, sop_uid
