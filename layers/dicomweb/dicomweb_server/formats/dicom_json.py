@@ -11,6 +11,7 @@ import base64
 import copy
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,11 +113,7 @@ def _strip(obj: DicomJson) -> DicomJson:
 _SKIP = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 _BULK_BYTES = (BULK_THRESHOLD // 4) * 3  # pydicom's test: base64 makes a value 4/3 as long
 _STRUCT = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
-_STRUCT_SIZE = {vr: struct.calcsize("=" + code) for vr, code in _STRUCT.items()}
 _BINARY = frozenset(("OB", "OD", "OF", "OL", "OV", "OW"))
-_SPLIT = frozenset(("AS", "CS", "DA", "DT", "TM"))  # pydicom's convert_string
-_TEXT = frozenset(("SH", "LO", "UC"))  # convert_text
-_SINGLE_TEXT = frozenset(("ST", "LT", "UT"))  # convert_single_string
 _DS = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 _IS = re.compile(r"\s*[+-]?\d+\s*")
 #: LUT descriptors: pydicom adjusts their first value when read as SS.
@@ -143,81 +140,116 @@ def hooks_are_default() -> bool:
     )
 
 
-def _values(items: list[Any]) -> DicomJson | None:
-    """``{"Value": items}`` as pydicom writes it: nothing for a single empty value."""
-    if len(items) == 1 and items[0] == "":
-        return None
-    return {"Value": items}
-
-
-def _raw_json(raw: RawDataElement, vr: str, encodings: list[str]) -> DicomJson | None | bool:
-    """The JSON of a raw element, None for a dropped bulk value, False when pydicom must do it."""
-    value = raw.value
-    if value is None:  # a deferred read
-        return False
-    if not value:
+def _strings(vr: str, items: list[str]) -> DicomJson:
+    """``{"vr": vr, "Value": items}`` as pydicom writes it: no Value for a single empty value."""
+    if len(items) == 1 and not items[0]:
         return {"vr": vr}
-    if vr in _STRUCT:
-        size = _STRUCT_SIZE[vr]
+    return {"vr": vr, "Value": items}
+
+
+#: A converter takes (VR, raw element, its non-empty bytes, the character set's Python encodings)
+#: and gives the element's JSON, None for a bulk value left out, or False to leave it to pydicom.
+_Result = DicomJson | None | bool
+_Converter = Callable[[str, RawDataElement, bytes, list[str]], _Result]
+
+
+def _numbers(code: str, kind: type) -> _Converter:
+    size = struct.calcsize("=" + code)
+
+    def convert(vr: str, raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
         if len(value) % size or raw.tag in _LUT_DESCRIPTORS:
             return False
-        endian = "<" if raw.is_little_endian else ">"
-        numbers = struct.unpack(f"{endian}{len(value) // size}{_STRUCT[vr]}", value)
-        kind = float if vr in ("FL", "FD") else int
+        numbers = struct.unpack(f"{'<' if raw.is_little_endian else '>'}{len(value) // size}{code}", value)
         return {"vr": vr, "Value": [kind(n) for n in numbers]}
-    if vr in _BINARY:
-        if len(value) > _BULK_BYTES:
-            return None
-        return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
-    if vr in _TEXT or vr in _SINGLE_TEXT:
-        if b"\x1b" in value:
-            return False
-        try:
-            text = value.decode(encodings[0])
-        except (UnicodeError, LookupError):
-            return False
-        parts = [text] if vr in _SINGLE_TEXT else text.split("\\")
-        items = [v.rstrip("\0 ") for v in parts]
-        found = _values(items)
-        return {"vr": vr} if found is None else {"vr": vr, **found}
-    text = value.decode("latin_1")  # pydicom's default_encoding, for the VRs below
-    if vr in _SPLIT:
-        items = text.rstrip(" \x00").split("\\")
-    elif vr == "UI":  # the UID class strips each value
-        items = [v.strip() for v in text.rstrip("\0 ").split("\\")]
-    elif vr == "AE":
-        items = [v.strip() for v in text.split("\\")]
-    elif vr == "UR":
-        items = [text.rstrip()]
-    elif vr == "DS":
-        items = text.strip().rstrip(" \x00").split("\\")
-        if not all(_DS.fullmatch(v) for v in items):
-            return False
-        return {"vr": vr, "Value": [float(v) for v in items]}
-    elif vr == "IS":
-        items = text.rstrip(" \x00").split("\\")
-        if not all(_IS.fullmatch(v) for v in items):
-            return False
-        return {"vr": vr, "Value": [int(v) for v in items]}
-    else:
+
+    return convert
+
+
+def _binary(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    if len(value) > _BULK_BYTES:
+        return None
+    return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
+
+
+def _decoded(value: bytes, encodings: list[str]) -> str | None:
+    """pydicom's ``decode_bytes`` when it takes its shortcut (no ISO 2022 escape); None otherwise."""
+    if b"\x1b" in value:
+        return None
+    try:
+        return value.decode(encodings[0])
+    except (UnicodeError, LookupError):
+        return None
+
+
+def _text(vr: str, _raw: RawDataElement, value: bytes, encodings: list[str]) -> _Result:  # convert_text
+    text = _decoded(value, encodings)
+    if text is None:
         return False
-    found = _values(items)
-    return {"vr": vr} if found is None else {"vr": vr, **found}
+    return _strings(vr, [v.rstrip("\0 ") for v in text.split("\\")])
+
+
+def _single_text(vr: str, _raw: RawDataElement, value: bytes, encodings: list[str]) -> _Result:
+    text = _decoded(value, encodings)  # convert_single_string
+    if text is None:
+        return False
+    return _strings(vr, [text.rstrip("\0 ")])
+
+
+# The VRs below are decoded with pydicom's default_encoding (ISO 8859-1) whatever the character set.
+
+
+def _split(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:  # convert_string
+    return _strings(vr, value.decode("latin_1").rstrip(" \x00").split("\\"))
+
+
+def _ui(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:  # the UID class strips
+    return _strings(vr, [v.strip() for v in value.decode("latin_1").rstrip("\0 ").split("\\")])
+
+
+def _ae(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    return _strings(vr, [v.strip() for v in value.decode("latin_1").split("\\")])
+
+
+def _ur(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    return _strings(vr, [value.decode("latin_1").rstrip()])
+
+
+def _ds(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    items = value.decode("latin_1").strip().rstrip(" \x00").split("\\")
+    if not all(_DS.fullmatch(v) for v in items):
+        return False  # empty values, NaN, commas...: pydicom decides (or raises)
+    return {"vr": vr, "Value": [float(v) for v in items]}
+
+
+def _is(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    items = value.decode("latin_1").rstrip(" \x00").split("\\")
+    if not all(_IS.fullmatch(v) for v in items):
+        return False
+    return {"vr": vr, "Value": [int(v) for v in items]}
+
+
+_CONVERTERS: dict[str, _Converter] = {
+    **{vr: _numbers(code, float if vr in ("FL", "FD") else int) for vr, code in _STRUCT.items()},
+    **dict.fromkeys(_BINARY, _binary),
+    **dict.fromkeys(("SH", "LO", "UC"), _text),
+    **dict.fromkeys(("ST", "LT", "UT"), _single_text),
+    **dict.fromkeys(("AS", "CS", "DA", "DT", "TM"), _split),
+    "UI": _ui,
+    "AE": _ae,
+    "UR": _ur,
+    "DS": _ds,
+    "IS": _is,
+}  # not here, so left to pydicom: PN, AT, UN, SQ (recursed into), ambiguous and unknown VRs
 
 
 def _vr_of(raw: RawDataElement) -> str | None:
-    """The VR pydicom would give a raw element, when that is plain; None when pydicom must decide."""
-    vr = raw.VR
-    if vr is None:
-        if raw.tag >> 16 & 1:  # private, Implicit VR: pydicom asks its private dictionary
-            return None
-        try:
-            vr = dictionary_VR(raw.tag)
-        except KeyError:
-            return None
-    if vr == "UN" or len(vr) != 2:
+    """The VR pydicom would give a raw element read as Implicit VR, when the dictionary says it."""
+    if raw.tag >> 16 & 1:  # private: pydicom asks its private dictionary
         return None
-    return str(vr)
+    try:
+        return str(dictionary_VR(raw.tag))
+    except KeyError:
+        return None
 
 
 class _Builder:
@@ -230,7 +262,7 @@ class _Builder:
     def dataset(self, ds: Dataset, top: str | None = None, *, skip: frozenset[int] = frozenset()) -> DicomJson:
         out: DicomJson = {}
         store = ds._dict
-        tags = sorted(store) if top is None else list(store)
+        tags = sorted(store, key=int) if top is None else list(store)  # (int: C comparisons, not BaseTag's)
         charset: Any = None
         for tag in tags:
             if tag in skip:
@@ -240,13 +272,20 @@ class _Builder:
             raw = store[tag]
             found: DicomJson | None | bool = False
             if isinstance(raw, RawDataElement) and self.fast:
-                vr = _vr_of(raw)
+                vr = raw.VR or _vr_of(raw)
                 if vr == "SQ":
                     found = self.sequence(ds[tag], here)
-                elif vr is not None:
-                    if charset is None:
-                        charset = _encodings(ds)
-                    found = _raw_json(raw, vr, charset)
+                else:
+                    convert = _CONVERTERS.get(vr)  # type: ignore[arg-type]
+                    value = raw.value
+                    if convert is None or value is None:  # None: a deferred read
+                        pass
+                    elif not value:
+                        found = {"vr": vr}
+                    else:
+                        if charset is None:
+                            charset = _encodings(ds)
+                        found = convert(vr, raw, value, charset)  # type: ignore[arg-type]
             elif isinstance(raw, DataElement) and raw.VR == "SQ":
                 found = self.sequence(raw, here)
             if found is False:
