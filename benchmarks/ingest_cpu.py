@@ -59,6 +59,11 @@ def cpu_ms(step: Callable[[Any], object], inputs: list[Any]) -> float:
     return (time.process_time() - start) * 1000 / len(inputs)
 
 
+def ingester() -> Callable[[bytes], object]:
+    index, blobs = MemoryIndex(), MemoryBlobStore()
+    return lambda data: ingest(data, index=index, blobs=blobs)
+
+
 def measure(source: str, n: int, rounds: int, reference: bool) -> dict[str, float]:
     results: dict[str, list[float]] = {}
 
@@ -79,8 +84,7 @@ def measure(source: str, n: int, rounds: int, reference: bool) -> dict[str, floa
         records = [build_record(parse_part10(d), d) for d in data]
         index = MemoryIndex()
         add("index write (memory)", cpu_ms(index.add_instance, records))
-        index, blobs = MemoryIndex(), MemoryBlobStore()
-        add("ingest (parse + index, memory)", cpu_ms(lambda d: ingest(d, index=index, blobs=blobs), corpus(n, source)))
+        add("ingest (parse + index, memory)", cpu_ms(ingester(), corpus(n, source)))
     return {name: statistics.median(values) for name, values in results.items()}
 
 
@@ -99,9 +103,9 @@ def main() -> None:
             print(f"  {name:34s} {value:6.2f}")
     if args.profile:
         data = corpus(args.instances, "ct")
-        index, blobs = MemoryIndex(), MemoryBlobStore()
+        step = ingester()
         profile = cProfile.Profile()
-        profile.runcall(lambda: [ingest(d, index=index, blobs=blobs) for d in data])
+        profile.runcall(lambda: [step(d) for d in data])
         pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
 
 
