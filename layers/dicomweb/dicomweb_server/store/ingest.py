@@ -28,6 +28,7 @@ from ..records import (
     InstanceRecord,
 )
 from ..uids import is_valid_uid
+from . import validate
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
@@ -87,8 +88,24 @@ def with_preamble(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def parse(data: bytes) -> tuple[Dataset, validate.Checked]:
+    """The parse step: read a Part-10 object (``parse_part10``) and check it (``store.validate``);
+    the Part-10 bytes to store (with a corrected file meta group) and the warnings go with it."""
+    ds, read_warnings = _read_part10(data)
+    try:
+        return ds, validate.check(ds, data, read_warnings)
+    except validate.Refused as exc:
+        sop_class, sop_uid = (str(ds.get(k, "") or "") for k in ("SOPClassUID", "SOPInstanceUID"))
+        raise InvalidInstance(Reason(exc.reason), exc.message, sop_class, sop_uid) from None
+
+
 def parse_part10(data: bytes) -> Dataset:
     """Read a DICOM Part-10 object, refusing anything that is not one or is cut short."""
+    return _read_part10(data)[0]
+
+
+def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
+    """``parse_part10``, and the messages of the warnings pydicom gave reading the object."""
     if len(data) < 132:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"not a DICOM Part-10 file ({len(data)} bytes)")
     with warnings.catch_warnings(record=True) as caught:
@@ -136,7 +153,7 @@ def parse_part10(data: bytes) -> Dataset:
     tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not tsuid:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
-    return ds
+    return ds, [str(w.message) for w in caught]
 
 
 def _required_uid(ds: Dataset, keyword: str) -> str:
@@ -210,6 +227,8 @@ class IngestResult:
     record: InstanceRecord
     key: str
     outcome: Stored
+    #: Stored with these warnings (WarningReason 0xB000, 0xB007: ``store.validate``).
+    warnings: tuple[validate.Warned, ...] = ()
 
 
 def ingest(
@@ -231,7 +250,8 @@ def ingest(
     index does name it (a write that succeeded although its answer was lost).
     """
     data = with_preamble(data)
-    ds = parse_part10(data)
+    ds, checked = parse(data)
+    data = checked.data
     record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
         raise InvalidInstance(
@@ -241,9 +261,10 @@ def ingest(
             record.sop_uid,
         )
     try:
-        return _store(record, data, index, blobs)
+        result = _store(record, data, index, blobs)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
+    return replace(result, warnings=checked.warnings) if checked.warnings else result
 
 
 def _store(

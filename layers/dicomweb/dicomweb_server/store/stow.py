@@ -28,6 +28,8 @@ class StoredRef:
     sop_class_uid: str
     sop_uid: str
     retrieve_url: str
+    #: (WarningReason, message) of an instance stored with warnings (``store.validate``).
+    warnings: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,15 @@ class StowOutcome:
 
     @property
     def status(self) -> int:
-        """200 all stored, 202 some failed, 409 none stored (PS3.18 Table 10.5.3-1)."""
+        """200 all stored, 202 some failed or stored with warnings, 409 none stored (PS3.18 Table 10.5.3-1)."""
         if not self.failed:
-            return 200
+            return 202 if any(s.warnings for s in self.stored) else 200
         return 202 if self.stored else 409
+
+    @property
+    def warning_messages(self) -> list[str]:
+        """What the ``Warning`` headers say: each failure, and each warning of a stored instance."""
+        return [f.message for f in self.failed] + [m for s in self.stored for _, m in s.warnings]
 
 
 def check_request_type(content_type: MediaType) -> str:
@@ -130,6 +137,7 @@ def store(
                 rec.sop_class_uid,
                 rec.sop_uid,
                 f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
+                tuple((int(w.reason), f"{label}: {w.message}") for w in result.warnings),
             )
         )
     if outcome.unavailable is not None and not outcome.new:
@@ -199,6 +207,8 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
                     "00081150": dj.element("UI", s.sop_class_uid),
                     "00081155": dj.element("UI", s.sop_uid),
                     "00081190": dj.element("UR", s.retrieve_url),
+                    # WarningReason is VM 1: the first one; the Warning headers name them all
+                    **({"00081196": dj.element("US", s.warnings[0][0])} if s.warnings else {}),
                 }
                 for s in outcome.stored
             ],

@@ -45,7 +45,7 @@ def routes(svc: Services) -> list[Route]:
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
-        headers = warning_header([f.message for f in outcome.failed], request)
+        headers = warning_header(outcome.warning_messages, request)
         if outcome.unavailable is not None:
             headers.update(outcome.unavailable.headers())
         if media == DICOM_XML:
