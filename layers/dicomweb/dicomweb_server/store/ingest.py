@@ -29,8 +29,11 @@ from ..records import (
 )
 from ..uids import is_valid_uid
 from . import validate
+from .validate import MALFORMED
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+
+_UNDECODABLE: tuple[type[Exception], ...] = (*MALFORMED, IndexError, AttributeError)
 
 
 class Reason(int, Enum):
@@ -83,7 +86,7 @@ def with_preamble(data: bytes) -> bytes:
         ds = dcmread(io.BytesIO(data), force=True)
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
-    except Exception:  # noqa: BLE001 - malformed input: parse_part10 then says what is wrong with it
+    except MALFORMED:  # parse_part10 then says what is wrong with it
         return data
     return out.getvalue()
 
@@ -95,8 +98,10 @@ def parse(data: bytes) -> tuple[Dataset, validate.Checked]:
     try:
         return ds, validate.check(ds, data, read_warnings)
     except validate.Refused as exc:
-        sop_class, sop_uid = (str(ds.get(k, "") or "") for k in ("SOPClassUID", "SOPInstanceUID"))
+        sop_class, sop_uid = (_text_or_blank(ds, k) for k in ("SOPClassUID", "SOPInstanceUID"))
         raise InvalidInstance(Reason(exc.reason), exc.message, sop_class, sop_uid) from None
+    except MALFORMED as exc:  # a file meta element that does not decode (a VR or length gone wrong)
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
 
 
 def parse_part10(data: bytes) -> Dataset:
@@ -116,7 +121,7 @@ def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
             raise InvalidInstance(
                 Reason.CANNOT_UNDERSTAND, "not a DICOM Part-10 file (no 'DICM' prefix after the preamble)"
             ) from None
-        except Exception as exc:  # pydicom raises many types on corrupt input
+        except MALFORMED as exc:
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
     for w in caught:
         text = str(w.message)
@@ -128,7 +133,7 @@ def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
     if tags:
         try:
             last = ds.get_item(tags[-1])
-        except (NotImplementedError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except MALFORMED as exc:
             # pydicom reads elements lazily: a corrupt VR or length surfaces here
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
         if isinstance(last, RawDataElement) and last.value is not None:
@@ -156,24 +161,22 @@ def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
     return ds, [str(w.message) for w in caught]
 
 
-def _required_uid(ds: Dataset, keyword: str) -> str:
+def _text_or_blank(ds: Dataset, keyword: str) -> str:
     try:
-        value = str(ds.get(keyword, "") or "").strip()
-    except Exception:
-        value = ""
-    if not value:
+        return str(ds.get(keyword, "") or "").strip()
+    except MALFORMED:
+        return ""
+
+
+def _required_uid(ds: Dataset, keyword: str) -> str:
+    value = _text_or_blank(ds, keyword)
+    problem = "is missing" if not value else "is not a valid UID" if not is_valid_uid(value) else ""
+    if problem:
         raise InvalidInstance(
             Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            f"{keyword} is missing",
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
-        )
-    if not is_valid_uid(value):
-        raise InvalidInstance(
-            Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            f"{keyword} is not a valid UID",
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
+            f"{keyword} {problem}",
+            _text_or_blank(ds, "SOPClassUID"),
+            _text_or_blank(ds, "SOPInstanceUID"),
         )
     return value
 
@@ -192,7 +195,11 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
             built.select(ds, INSTANCE_KEYWORDS),
         )
         metadata = built.metadata
-    except Exception as exc:
+    except _UNDECODABLE as exc:
+        # IndexError: pydicom's JSON of a person name list with an empty value; AttributeError: an
+        # ambiguous VR (US or SS) without the PixelRepresentation that decides it. Both are the input's.
+        if isinstance(exc, AttributeError) and not str(exc).startswith("Failed to resolve ambiguous VR"):
+            raise
         raise InvalidInstance(
             Reason.CANNOT_UNDERSTAND, f"an attribute cannot be decoded ({type(exc).__name__})", sop_class, sop_uid
         ) from None

@@ -23,12 +23,14 @@ from the parse step (``ingest.parse``), so STOW-RS, the S3 drop and the upload p
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
 from pydicom._uid_dict import UID_dictionary
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.filewriter import write_file_meta_info
@@ -37,6 +39,20 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..uids import is_valid_uid
 
+#: What pydicom raises reading malformed Part-10 bytes, as mutating and cutting real files shows
+#: (``tests/unit/test_parse_errors.py``): no DICM prefix (InvalidDicomError), an unknown VR
+#: (NotImplementedError), a value or length that does not parse (ValueError, BytesLengthException,
+#: struct.error), data that ends inside an element or item (OSError "No tag to read", EOFError).
+#: Anything else is a bug and surfaces as one (a 500), not as a refused instance.
+MALFORMED: tuple[type[Exception], ...] = (
+    InvalidDicomError,
+    NotImplementedError,
+    ValueError,
+    BytesLengthException,
+    struct.error,
+    OSError,
+    EOFError,
+)
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float Pixel Data
 _UNDEFINED = 0xFFFFFFFF
 _DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -82,7 +98,10 @@ def is_storage_sop_class(uid: str) -> bool:
 
 
 def _element_uid(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    try:
+        value = ds.get(keyword)
+    except MALFORMED:
+        return ""  # refused by ingest.build_record
     return value.strip() if isinstance(value, str) else ""
 
 
@@ -95,12 +114,14 @@ def check(ds: Dataset, data: bytes, read_warnings: list[str]) -> Checked:
         With 0x0122 or 0xC000, as the module docstring says (a missing or malformed required UID
         is left to ``ingest.build_record``, which refuses it with 0xA900).
     """
-    sop_class = _element_uid(ds, "SOPClassUID")
-    if sop_class and is_valid_uid(sop_class) and not is_storage_sop_class(sop_class):
+    sop_class, sop_uid = _element_uid(ds, "SOPClassUID"), _element_uid(ds, "SOPInstanceUID")
+    if not (is_valid_uid(sop_class) and is_valid_uid(sop_uid)):
+        return Checked(data)  # ingest.build_record refuses it (0xA900), saying which UID is wrong
+    if not is_storage_sop_class(sop_class):
         name = UID_dictionary[sop_class][0]
         raise Refused(0x0122, f"SOPClassUID {sop_class} is {name}, not a Storage SOP Class")
     warnings: list[Warned] = []
-    coerced = _coerce_file_meta(ds, sop_class, read_warnings)
+    coerced = _coerce_file_meta(ds, sop_class, sop_uid, read_warnings)
     if coerced:
         data = _rewrite_file_meta(data, ds)
         warnings.append(
@@ -121,17 +142,16 @@ def check(ds: Dataset, data: bytes, read_warnings: list[str]) -> Checked:
     return Checked(data, tuple(warnings))
 
 
-def _coerce_file_meta(ds: Dataset, sop_class: str, read_warnings: list[str]) -> list[str]:
+def _coerce_file_meta(ds: Dataset, sop_class: str, sop_uid: str, read_warnings: list[str]) -> list[str]:
     """Make the file meta agree with the data set; what was changed, for the Warning."""
     meta = ds.file_meta
     changed: list[str] = []
-    sop_uid = _element_uid(ds, "SOPInstanceUID")
     for meta_keyword, value, data_keyword in (
         ("MediaStorageSOPClassUID", sop_class, "SOPClassUID"),
         ("MediaStorageSOPInstanceUID", sop_uid, "SOPInstanceUID"),
     ):
         found = str(meta.get(meta_keyword, "") or "").strip()
-        if value and is_valid_uid(value) and found != value:
+        if found != value:
             setattr(meta, meta_keyword, value)
             was = f"was {found}" if found else "was missing"
             changed.append(f"{meta_keyword} set to the data set's {data_keyword} ({was})")
