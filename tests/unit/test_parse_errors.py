@@ -34,6 +34,29 @@ def _mutated(data: bytes, flips: list[tuple[int, int]], cut: int, header_only: b
     return bytes(buf[: len(buf) - cut] if cut else buf)
 
 
+def _bare(data: bytes) -> bytes:
+    """The file as pydicom's ``dcmwrite`` makes a data set built in memory (what the Python
+    dicomweb-client sends): no preamble, no DICM, no group length, so ingest writes it again."""
+    assert data[132:138] == b"\x02\x00\x00\x00UL"
+    return data[144:]
+
+
+BARE = [_bare(CT), _bare(IMPLICIT)]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.sampled_from(BARE),
+    flips=st.lists(st.tuples(st.integers(6, 2500), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 40_000),
+)
+def test_mutated_files_without_preamble_are_stored_or_refused_never_crash(data, flips, cut) -> None:
+    try:
+        ingest(_mutated(data, flips, cut % (len(data) - 8), True), index=MemoryIndex(), blobs=MemoryBlobStore())
+    except InvalidInstance as exc:
+        assert exc.message
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.sampled_from([CT, IMPLICIT, JPEG]),

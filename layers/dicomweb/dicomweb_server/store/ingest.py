@@ -34,6 +34,9 @@ from .validate import MALFORMED
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 _UNDECODABLE: tuple[type[Exception], ...] = (*MALFORMED, IndexError, AttributeError)
+#: pydicom's writer on a data set read from malformed bytes: TypeError for a value it cannot encode,
+#: AttributeError for required file meta elements that are missing (found by the fuzz, as MALFORMED).
+_UNWRITABLE: tuple[type[Exception], ...] = (TypeError, AttributeError)
 
 
 class Reason(int, Enum):
@@ -86,7 +89,7 @@ def with_preamble(data: bytes) -> bytes:
         ds = dcmread(io.BytesIO(data), force=True)
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
-    except MALFORMED:  # parse_part10 then says what is wrong with it
+    except (*MALFORMED, *_UNWRITABLE):  # parse_part10 then says what is wrong with it
         return data
     return out.getvalue()
 
