@@ -268,3 +268,26 @@ def test_the_fast_builder_leaves_almost_every_element_of_a_ct_slice_to_itself() 
     converted = sum(not isinstance(e, RawDataElement) for e in ds._dict.values())
     assert total > 50
     assert converted <= 10, f"{converted} of {total} elements went through pydicom's conversion"
+
+
+UID_KEYWORDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+
+@pytest.mark.parametrize("path", _pydicom_files(), ids=str)
+def test_uid_text_reads_what_pydicom_reads(path: str) -> None:
+    from dicomweb_server.uids import is_valid_uid
+
+    root = Path(get_testdata_file("CT_small.dcm", download=False) or "").parent
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fast, slow = (dcmread(root / path, force=True) for _ in range(2))
+            expected = [str(slow.get(k, "") or "").strip() for k in UID_KEYWORDS]
+        except Exception:  # noqa: BLE001 - a file pydicom cannot read: nothing to compare
+            return
+        got = [dicom_json.uid_text(fast, k) for k in UID_KEYWORDS]
+    for keyword, mine, theirs in zip(UID_KEYWORDS, got, expected, strict=True):
+        if "\\" in mine:  # multi-valued: pydicom's str() of a list; neither is a valid UID
+            assert not is_valid_uid(mine) and not is_valid_uid(theirs), keyword
+        else:
+            assert mine == theirs, keyword

@@ -334,6 +334,19 @@ class InstanceJson:
         return out
 
 
+def uid_text(ds: Dataset, keyword: str) -> str:
+    """``str(ds.get(keyword, "") or "").strip()`` for a UI attribute, read from the raw bytes when it
+    can be, without pydicom's conversion (a multi-valued one: its values joined by backslashes, which
+    is no valid UID either)."""
+    tag = tag_for_keyword(keyword)
+    raw = ds._dict.get(tag) if tag is not None else None  # type: ignore[call-overload]
+    if raw is None:
+        return ""
+    if isinstance(raw, RawDataElement) and raw.value is not None and (raw.VR or _vr_of(raw)) == "UI" and _defaults():
+        return "\\".join(v.strip() for v in raw.value.decode("latin_1").rstrip("\0 ").split("\\"))
+    return str(ds.get(keyword, "") or "").strip()
+
+
 def instance_json(ds: Dataset) -> InstanceJson:
     """WADO-RS metadata of an instance (every attribute except pixel data and large binary values),
     written by the fast builder; equal to ``metadata_by_pydicom(ds)``."""

@@ -166,7 +166,7 @@ def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
 
 def _text_or_blank(ds: Dataset, keyword: str) -> str:
     try:
-        return str(ds.get(keyword, "") or "").strip()
+        return dicom_json.uid_text(ds, keyword)
     except MALFORMED:
         return ""
 

@@ -37,6 +37,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from ..formats import dicom_json
 from ..uids import is_valid_uid
 
 #: What pydicom raises reading malformed Part-10 bytes, as mutating and cutting real files shows
@@ -99,10 +100,9 @@ def is_storage_sop_class(uid: str) -> bool:
 
 def _element_uid(ds: Dataset, keyword: str) -> str:
     try:
-        value = ds.get(keyword)
+        return dicom_json.uid_text(ds, keyword)
     except MALFORMED:
         return ""  # refused by ingest.build_record
-    return value.strip() if isinstance(value, str) else ""
 
 
 def check(ds: Dataset, data: bytes, read_warnings: list[str]) -> Checked:
