@@ -11,7 +11,7 @@ SAM        := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv tools run walkthrough dev test unit integration bench bench-qido repair lint validate build deploy clean
+.PHONY: help venv tools run walkthrough dev ohif e2e test unit integration bench bench-qido repair lint validate build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ $(SAM_VENV)/.stamp: scripts/requirements/sam.txt
 	$(SAM_VENV)/bin/python -m pip install -q -r scripts/requirements/sam.txt
 	@touch $@
 
+$(VENV)/.e2e-stamp: pyproject.toml $(VENV)/.stamp
+	$(PY) -m pip install -q -e ".[e2e]"
+	@touch $@
+
 venv: $(VENV)/.stamp ## create the development virtual environment (.venv)
 
 tools: $(VENV)/.stamp $(MS_VENV)/.stamp $(SAM_VENV)/.stamp ## install the local cloud (ministack) and aws-sam-cli
@@ -44,6 +48,13 @@ walkthrough: venv ## replay both seed documents against the stack `make run` sta
 
 dev: venv ## serve every route under uvicorn on 127.0.0.1:8000 with in-memory storage
 	$(PY) -m dicomweb_server.web.dev --host 127.0.0.1 --port 8000
+
+ohif: venv ## serve the OHIF viewer (from npm) on 127.0.0.1:3000 against the stack `make run` started
+	$(PY) scripts/ohif.py serve --same-origin
+
+e2e: tools $(VENV)/.e2e-stamp ## OHIF in Chromium against a fresh local stack: CT, US, RLE and SEG, same- and cross-origin
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium"; apt-get install -y -q chromium >/dev/null; }
+	$(PY) -m pytest tests/e2e -v
 
 test: tools ## run the whole suite: unit tests, then integration tests against the deployed local stack
 	$(PY) -m pytest tests/unit tests/integration

@@ -40,7 +40,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -220,6 +220,10 @@ class Cloud:
     timings: dict[str, float] = field(default_factory=dict)
     #: The key every route requires (apikey / x-api-key header), or None when the stack has none.
     api_key: str | None = None
+    #: Why the last run's state cannot be trusted ("" when it stopped cleanly): see ``recover``.
+    unclean: str = ""
+    #: What the recovery did, in lines for the terminal (empty when none was needed).
+    recovery: list[str] = field(default_factory=list)
     _lock: IO[str] | None = field(default=None, repr=False)
 
     # --- addresses
@@ -280,14 +284,8 @@ class Cloud:
     def stop(self, timeout: float = 60.0) -> int | None:
         """Stop ministack gracefully (SIGTERM; it saves its state then) and release the workdir."""
         try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    _log(f"ministack did not stop within {timeout:.0f}s; killing it (state since its start is lost)")
-                    self.process.kill()
-                    self.process.wait(10)
+            if _stop_ministack(self.process, timeout) and self.persist:
+                (self.workdir / RUNNING_MARKER).unlink(missing_ok=True)
             return self.process.returncode
         finally:
             for name in ("endpoint.json", "localcloud.pid"):
@@ -424,6 +422,160 @@ def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: 
             pass
         time.sleep(0.1)
     raise _fail("ministack", log, f"no answer on {url} within {timeout:.0f}s")
+
+
+def _stop_ministack(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+    """SIGTERM (ministack saves its state then) and wait; True when it stopped that way."""
+    if proc.poll() is not None:
+        return False  # it was gone already: whatever it had not saved is lost
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        _log(f"ministack did not stop within {timeout:.0f}s; killing it (state since its start is lost)")
+        proc.kill()
+        proc.wait(10)
+        return False
+
+
+# --------------------------------------------------------------------------- crash recovery
+#
+# ministack writes S3 objects to disk at once but saves every other service (the stack, the
+# functions, the API, the tables, the bucket's notification and versioning settings, queued
+# messages) only on a graceful stop. A run that did not stop that way (power loss, kill -9, an
+# OOM kill) leaves a marker; the next start then trusts only S3: it redeploys the stack, and
+# reconciles the index with the bucket (the repair command) before anyone is told the URL.
+
+RUNNING_MARKER = "running"
+ACCOUNT = "000000000000"
+PARKED = "parked-buckets"
+
+
+def _bucket_dirs(workdir: Path, stack_name: str) -> list[Path]:
+    """The stack's bucket folders in ministack's S3 data (``<stack>-dicom-<account>-<region>``)."""
+    base = workdir / "s3" / ACCOUNT
+    return sorted(p for p in base.glob(f"{stack_name}-dicom-*") if p.is_dir()) if base.is_dir() else []
+
+
+def unclean_reason(workdir: Path, stack_name: str = STACK_NAME) -> str:
+    """Why the saved state of ``workdir`` cannot be trusted, or "" when the last run stopped cleanly."""
+    if (workdir / RUNNING_MARKER).exists():
+        return "the last run did not stop cleanly"
+    if (workdir / PARKED).exists():
+        return "a recovery was interrupted"
+    if _bucket_dirs(workdir, stack_name) and not (workdir / "state" / "cloudformation.json").exists():
+        return "the saved state is missing, the bucket is not"
+    return ""
+
+
+def _move_tree(source: Path, target: Path) -> None:
+    """Move every file of ``source`` to the same place under ``target`` (a file of ``source``
+    replaces one of ``target``: it is the newer copy in both uses), then remove ``source``.
+    Renames only: nothing is copied."""
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in sorted(source.iterdir()):
+        dest = target / entry.name
+        if entry.is_dir() and dest.is_dir():
+            _move_tree(entry, dest)
+        else:
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(entry, dest)
+    source.rmdir()
+
+
+def _restart_ministack(cloud: Cloud, between: Callable[[], None] | None = None) -> None:
+    """Stop ministack gracefully (its state saved), run ``between``, start it again on the same port."""
+    if not _stop_ministack(cloud.process):
+        raise LocalCloudError("ministack did not stop gracefully during the recovery")
+    if between is not None:
+        between()
+    cloud.process = _start_ministack(cloud.workdir, cloud.port, cloud.persist)
+    (cloud.workdir / "localcloud.pid").write_text(f"{os.getpid()} {cloud.process.pid} {cloud.port}\n")
+    _wait_healthy(cloud.process, cloud.port, cloud.logs / "ministack.log")
+
+
+def recover(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = None) -> list[str]:
+    """After an unclean stop: redeploy, then index what S3 holds and the index lacks.
+
+    When the stack itself was lost but its bucket was not (a crash before the first graceful
+    stop, or a removed state folder), CloudFormation cannot create the bucket again over the
+    objects: they are moved aside while ministack is stopped, the stack is deployed with a new,
+    empty bucket, and the objects are moved back into it (renames, no copies). Then the repair
+    command runs with no grace period: no write can be in flight, the stack was down.
+    """
+    started = time.monotonic()
+    lines = [f"{cloud.unclean}: redeploying and reconciling the index with the bucket"]
+    parked_root = cloud.workdir / PARKED
+    if not _stack_complete(cloud):
+        buckets = _bucket_dirs(cloud.workdir, cloud.stack_name)
+        leftovers = sorted(parked_root.iterdir()) if parked_root.is_dir() else []
+        if buckets or leftovers:
+
+            def park() -> None:
+                for bucket in buckets:
+                    _move_tree(bucket, parked_root / bucket.name)
+
+            def unpark() -> None:
+                for parked in sorted(parked_root.iterdir()):
+                    _move_tree(parked, cloud.workdir / "s3" / ACCOUNT / parked.name)
+                parked_root.rmdir()
+
+            _restart_ministack(cloud, park)
+            _forget_lost_stack(cloud, [b.name for b in buckets])
+            deploy(cloud, parameter_overrides, force=True)
+            _restart_ministack(cloud, unpark)
+            read_outputs(cloud)
+            lines.append("  the stack was lost with ministack's state: deployed again around the kept objects")
+        else:
+            deploy(cloud, parameter_overrides, force=True)
+    else:
+        deploy(cloud, parameter_overrides, force=True)
+    report = reconcile(cloud)
+    lines += ["  " + line for line in report.lines()]
+    lines.append(f"  recovered in {time.monotonic() - started:.1f}s")
+    return lines
+
+
+def _forget_lost_stack(cloud: Cloud, buckets: list[str]) -> None:
+    """Before deploying again: remove the empty husks ministack kept of the parked buckets (its
+    saved bucket settings outlive the objects' folder) and a stack that a failed attempt left."""
+    s3 = cloud.boto3_client("s3")
+    for name in buckets:
+        with contextlib.suppress(s3.exceptions.NoSuchBucket):
+            for version in s3.list_object_versions(Bucket=name).get("Versions", []):
+                raise LocalCloudError(f"bucket {name} still holds {version['Key']} after parking its objects")
+            s3.delete_bucket(Bucket=name)
+    cfn = cloud.boto3_client("cloudformation")
+    with contextlib.suppress(cfn.exceptions.ClientError):
+        status = cfn.describe_stacks(StackName=cloud.stack_name)["Stacks"][0].get("StackStatus", "")
+        if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"):
+            cfn.delete_stack(StackName=cloud.stack_name)
+            cfn.get_waiter("stack_delete_complete").wait(
+                StackName=cloud.stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+
+
+def reconcile(cloud: Cloud) -> Any:
+    """The repair command (``dicomweb_server.store.repair``) against the cloud, no grace period."""
+    layer = str(cloud.project / "layers" / "dicomweb")
+    if layer not in sys.path:
+        sys.path.insert(0, layer)
+    from dicomweb_server.blobs.s3 import S3BlobStore
+    from dicomweb_server.index.dynamodb import DynamoDbIndex
+    from dicomweb_server.store.repair import repair
+
+    index = DynamoDbIndex(cloud.boto3_client("dynamodb"), cloud.table)
+    blobs = S3BlobStore(cloud.boto3_client("s3"), cloud.bucket)
+    return repair(index, blobs, grace=0.0)
+
+
+def deploy_or_recover(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None, force: bool = False) -> None:
+    if cloud.unclean:
+        cloud.recovery = recover(cloud, parameter_overrides)
+    else:
+        deploy(cloud, parameter_overrides, force=force)
 
 
 _current_child: subprocess.Popen[bytes] | None = None
@@ -667,8 +819,11 @@ def start_cloud(
             port = free_port()
         elif not _port_free(port):
             raise LocalCloudError(f"port {HOST}:{port} is already in use")
+        unclean = unclean_reason(workdir, stack_name) if persist else ""
         t0 = time.monotonic()
         proc = _start_ministack(workdir, port, persist)
+        if persist:
+            (workdir / RUNNING_MARKER).write_text(f"{os.getpid()} {proc.pid} {time.time():.0f}\n")
     except BaseException:
         lock.close()
         raise
@@ -681,6 +836,7 @@ def start_cloud(
         stack_name=stack_name,
         _lock=lock,
         api_key=api_key,
+        unclean=unclean,
     )
     parameter_overrides = with_api_key(parameter_overrides, api_key)
     try:
@@ -688,7 +844,7 @@ def start_cloud(
         _wait_healthy(proc, port, workdir / "logs" / "ministack.log")
         cloud.timings["ministack"] = time.monotonic() - t0
         if deploy_stack:
-            deploy(cloud, parameter_overrides, force=force_deploy)
+            deploy_or_recover(cloud, parameter_overrides, force=force_deploy)
         if write_endpoint:
             cloud.write_endpoint_file()
     except BaseException:
@@ -771,7 +927,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             api_key=api_key,
         )
         _log(f"ministack is up ({cloud.timings['ministack']:.1f}s); sam build + deploy (stack {cloud.stack_name})...")
-        deploy(cloud, with_api_key(args.parameter_overrides, api_key), force=args.force_deploy)
+        if cloud.unclean:
+            _log(f"{cloud.unclean}: ministack lost what it had not saved; recovering from S3...")
+        deploy_or_recover(cloud, with_api_key(args.parameter_overrides, api_key), force=args.force_deploy)
+        for line in cloud.recovery:
+            _log(line)
         path = cloud.write_endpoint_file()
         t = cloud.timings
         if t.get("skipped"):

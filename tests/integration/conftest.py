@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,6 +58,22 @@ class Endpoint:
         self.cloud.stop()
         self.cloud = localcloud.start_cloud(workdir, port=port, persist=True, api_key=self.api_key)
         self.base_url = self.cloud.base_url
+
+    def crash_and_restart(self, *, lose_saved_state: bool = False) -> list[str]:
+        """Kill every process of the embedded cloud at once (SIGKILL to ministack's process group,
+        its Lambda workers included: nothing is saved), optionally remove its saved state too,
+        then start it as ``make run`` would; returns what the recovery printed."""
+        assert self.cloud is not None, "only an embedded cloud can crash"
+        workdir, port = self.cloud.workdir, self.cloud.port
+        os.killpg(self.cloud.process.pid, signal.SIGKILL)
+        self.cloud.process.wait(30)
+        self.cloud.stop()  # releases the workdir; the marker of the unclean stop stays
+        if lose_saved_state:
+            shutil.rmtree(workdir / "state", ignore_errors=True)
+        self.cloud = localcloud.start_cloud(workdir, port=port, persist=True, api_key=self.api_key)
+        self.base_url = self.cloud.base_url
+        self.bucket = self.cloud.bucket
+        return list(self.cloud.recovery)
 
     @property
     def wado_uri_url(self) -> str:
@@ -154,10 +172,9 @@ def endpoint(pytestconfig: pytest.Config) -> Iterator[Endpoint]:
     if _docker_answers() and os.environ.get("DICOMWEB_TEST_CLOUD", "") != "ministack":
         yield from _localstack(workdir, api_key)
         return
-    import shutil
-
-    for stale in ("state", "s3"):  # every session starts from an empty, persistent cloud
+    for stale in ("state", "s3", localcloud.PARKED):  # every session starts from an empty, persistent cloud
         shutil.rmtree(workdir / stale, ignore_errors=True)
+    (workdir / localcloud.RUNNING_MARKER).unlink(missing_ok=True)
     cloud = localcloud.start_cloud(workdir, persist=True, api_key=api_key)
     found = Endpoint(
         cloud.base_url,

@@ -103,7 +103,10 @@ def test_unsatisfiable_accept_is_406(endpoint: Endpoint) -> None:
     assert endpoint.post("/studies", body, ctype).status_code == 200
     path = f"/studies/{instance.study_uid}/series/{instance.series_uid}/instances/{instance.sop_uid}"
     _error(endpoint.get(path, headers={"Accept": "video/mp4"}), 406, "video/mp4")
-    _error(endpoint.get(path + "/frames/1", headers={"Accept": "multipart/related; type=image/jp2"}), 406, "frames")
+    lossy_jp2 = 'multipart/related; type="image/jp2"; transfer-syntax=1.2.840.10008.1.2.4.91'
+    _error(endpoint.get(path + "/frames/1", headers={"Accept": lossy_jp2}), 406, "frames")
+    jpeg = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    _error(endpoint.get(path, headers={"Accept": jpeg}), 406, "it is available as")  # a 16-bit MR as JPEG
 
 
 def test_unknown_resources_are_404_with_a_message(endpoint: Endpoint) -> None:

@@ -116,9 +116,12 @@ def test_qido_series_and_instances(endpoint: Endpoint, thompson: list) -> None:
     ]
 
 
+AS_STORED = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+
 def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, thompson: list) -> None:
     stored = {i.sop_uid: i.data for i in thompson}
-    r = endpoint.get(f"/studies/{thompson[0].study_uid}")
+    r = endpoint.get(f"/studies/{thompson[0].study_uid}", headers=AS_STORED)
     assert r.status_code == 200
     parts = parts_of(r)
     by_uid = {dcmread(io.BytesIO(p)).SOPInstanceUID: p for _, p in parts}
@@ -129,12 +132,17 @@ def test_wado_study_series_instance_are_the_stored_bytes(endpoint: Endpoint, tho
         ds = dcmread(io.BytesIO(payload))  # a valid Part-10 file with file meta
         assert ds.file_meta.TransferSyntaxUID and headers["content-type"].startswith("application/dicom")
     one = thompson[1]
-    [(_, series_part)] = parts_of(endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}"))
+    [(_, series_part)] = parts_of(endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}", headers=AS_STORED))
     assert series_part == one.data
-    [(_, inst_part)] = parts_of(
-        endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}")
-    )
+    path = f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}"
+    [(headers, inst_part)] = parts_of(endpoint.get(path, headers=AS_STORED))
     assert inst_part == one.data
+    assert headers["content-location"] == endpoint.base_url + path
+    # without a transfer-syntax parameter: Explicit VR Little Endian (PS3.18 Table 8.7.3-5)
+    for headers, payload in parts_of(endpoint.get(f"/studies/{thompson[0].study_uid}")):
+        # (the stdlib parser of parts_of re-quotes parameter values)
+        assert headers["content-type"].replace('"', "") == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        assert dcmread(io.BytesIO(payload)).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
 
 
 def test_wado_metadata_at_three_levels(endpoint: Endpoint, thompson: list) -> None:
@@ -148,9 +156,30 @@ def test_wado_metadata_at_three_levels(endpoint: Endpoint, thompson: list) -> No
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/dicom+json")
         items = r.json()
         assert len(items) >= count
-        assert all("7FE00010" not in item for item in items)
+        assert all(item["7FE00010"]["BulkDataURI"].startswith(endpoint.base_url) for item in items)
     meta = endpoint.get(f"/studies/{one.study_uid}/series/{one.series_uid}/instances/{one.sop_uid}/metadata").json()[0]
     assert _values(meta, "00100010") == [{"Alphabetic": "THOMPSON^ALEX"}]
+
+
+def test_metadata_gzip_and_bulk_data_through_api_gateway(endpoint: Endpoint, thompson: list) -> None:
+    one = thompson[0]
+    series = f"/studies/{one.study_uid}/series/{one.series_uid}/metadata"
+    r = endpoint.get(series, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"  # requests decodes it
+    (item,) = r.json()
+    again = endpoint.get(series, headers={"Accept-Encoding": "gzip", "If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+    uri = item["7FE00010"]["BulkDataURI"]
+    pixels = one.dataset().PixelData
+    whole = endpoint.get(uri[len(endpoint.base_url) :], headers={"Accept": "application/octet-stream"})
+    assert whole.status_code == 200 and whole.content == pixels
+    part = endpoint.get(
+        uri[len(endpoint.base_url) :], headers={"Accept": "application/octet-stream", "Range": "bytes=10-19"}
+    )
+    assert part.status_code == 206 and part.content == pixels[10:20]
+    assert part.headers["Content-Range"] == f"bytes 10-19/{len(pixels)}"
+    client = DICOMwebClient(url=endpoint.base_url, headers=endpoint.headers())
+    assert client.retrieve_bulkdata(uri) == [pixels]
 
 
 def test_dicomweb_client_round_trip(endpoint: Endpoint) -> None:

@@ -290,7 +290,8 @@ def test_stow_xml_metadata_with_a_jpeg_builds_a_real_instance(endpoint: Endpoint
         )
     )
     assert frame == jpeg
-    [(_, part10)] = parts_of(endpoint.get(f"/studies/{study}/series/{series}/instances/{sop}"))
+    as_stored = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    [(_, part10)] = parts_of(endpoint.get(f"/studies/{study}/series/{series}/instances/{sop}", headers=as_stored))
     ds = dcmread(io.BytesIO(part10))
     assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
     assert (ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated) == (120, 160, 3, 8)
@@ -375,6 +376,7 @@ ROUTES = [
     "/studies/{s}/series/{se}/instances",
     "/studies/{s}/series/{se}/instances/{i}",
     "/studies/{s}/series/{se}/instances/{i}/metadata",
+    "/studies/{s}/series/{se}/instances/{i}/bulkdata/7FE00010",
     "/studies/{s}/series/{se}/instances/{i}/frames/1",
     "/studies/{s}/series/{se}/instances/{i}/rendered",
     "/studies/{s}/series/{se}/instances/{i}/frames/1/rendered",

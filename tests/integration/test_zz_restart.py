@@ -20,5 +20,6 @@ def test_a_graceful_restart_keeps_objects_index_and_counts(endpoint: Endpoint) -
     endpoint.restart()
     after = endpoint.get("/studies", params={"StudyInstanceUID": study[0].study_uid}).json()
     assert after == before and after[0]["00201208"]["Value"] == [2]
-    payloads = {p for _, p in parts_of(endpoint.get(f"/studies/{study[0].study_uid}"))}
+    as_stored = {"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    payloads = {p for _, p in parts_of(endpoint.get(f"/studies/{study[0].study_uid}", headers=as_stored))}
     assert payloads == {i.data for i in study}

@@ -355,7 +355,10 @@ def test_list_instances_with_metadata(backend):
     assert [i.sop_uid for i in found] == [ct.sop_uid, multiframe.sop_uid]
     for inst, stored in zip((ct, multiframe), found, strict=True):
         assert stored.metadata == dicom_json.metadata(inst.dataset())
-        assert "7FE00010" not in stored.metadata
+        assert stored.metadata["7FE00010"]["BulkDataURI"] == "bulkdata/7FE00010"
+        assert stored.bulk is not None and stored.bulk["7FE00010"][1] == len(inst.dataset().PixelData)
+        offset, length = stored.bulk["7FE00010"]
+        assert inst.data[offset : offset + length] == inst.dataset().PixelData
         assert (stored.size, stored.transfer_syntax_uid, stored.sop_class_uid) == (
             len(inst.data),
             inst.transfer_syntax_uid,
@@ -363,7 +366,7 @@ def test_list_instances_with_metadata(backend):
         )
     assert found[1].number_of_frames == 2 and found[0].number_of_frames == 1
     (one,) = backend.index.list_instances(study, multiframe.series_uid, multiframe.sop_uid, with_metadata=True)
-    assert one.sop_uid == multiframe.sop_uid and one.metadata == found[1].metadata
+    assert one.sop_uid == multiframe.sop_uid and one.metadata == found[1].metadata and one.bulk == found[1].bulk
     assert [i.sop_uid for i in backend.index.list_instances(study, ct.series_uid)] == [ct.sop_uid]
     assert backend.index.list_instances(study, ct.series_uid, generate_uid()) == []
     assert backend.index.list_instances(generate_uid()) == []
@@ -436,3 +439,23 @@ def test_a_stray_posting_under_another_sort_key_does_not_repeat_its_study(backen
     for params in ([("PatientID", "STRAY-1")], [("PatientID", "STRAY*")], []):
         found = backend.index.search_studies(study_query(*params, ("limit", "1000")))
         assert [s.study_uid for s in found.items].count(inst.study_uid) == 1, params
+
+
+def test_blob_get_range_reads_inclusive_byte_ranges(backend):
+    backend.blobs.put("studies/a/r.dcm", bytes(range(100)))
+    assert backend.blobs.get_range("studies/a/r.dcm", 10, 19) == bytes(range(10, 20))
+    assert backend.blobs.get_range("studies/a/r.dcm", 99, 99) == bytes([99])
+    with pytest.raises(BlobNotFound):
+        backend.blobs.get_range("studies/nothing.dcm", 0, 9)
+
+
+def test_series_version_counts_every_instance_added_once(backend):
+    study = generate_uid()
+    first = make_instance("ct", study_uid=study)
+    second = make_instance("ct", study_uid=study, series_uid=first.series_uid)
+    assert backend.index.series_version(study, first.series_uid) is None
+    add(backend.index, first)
+    assert backend.index.series_version(study, first.series_uid) == 1
+    add(backend.index, second)
+    assert backend.index.add_instance(record(second)) is AddOutcome.ALREADY_INDEXED
+    assert backend.index.series_version(study, first.series_uid) == 2  # a repeated add changes nothing

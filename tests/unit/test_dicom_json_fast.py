@@ -1,6 +1,8 @@
-"""The fast metadata builder writes exactly the DICOM JSON pydicom's ``Dataset.to_json_dict`` writes
-(the metadata the index stores must not change): the same keys in the same order, the same values of
-the same JSON types, byte for byte once dumped, and the same error where pydicom raises one."""
+"""The fast metadata builder writes exactly the DICOM JSON that converting every element with pydicom
+writes (``dicom_json.metadata_by_pydicom``; the metadata the index stores must not change): the same
+keys in the same order, the same values of the same JSON types, byte for byte once dumped, the same
+bulk data URIs and bulk elements (path, where the value starts, its bytes), and an error where
+pydicom raises one."""
 
 from __future__ import annotations
 
@@ -41,9 +43,19 @@ def _outcome(build: Any, data: bytes) -> tuple[str, str]:
             return "error", ""
 
 
+def _with_bulk(build: Any) -> Any:
+    """The metadata and, for each bulk element, its path, where its value may start, and its bytes."""
+
+    def run(ds: Dataset) -> tuple[Any, list[Any]]:
+        metadata, bulk = build(ds)
+        return metadata, [(b.path, b.candidates, b.value_bytes().hex()) for b in bulk]
+
+    return run
+
+
 def assert_same(data: bytes) -> str:
-    fast = _outcome(dicom_json.metadata, data)
-    reference = _outcome(dicom_json.metadata_by_pydicom, data)
+    fast = _outcome(_with_bulk(dicom_json.metadata_with_bulk), data)
+    reference = _outcome(_with_bulk(dicom_json.metadata_by_pydicom), data)
     assert fast == reference
     return fast[0]
 
@@ -160,7 +172,7 @@ def test_sequences_private_tags_at_numbers_and_empty_values(syntax: str) -> None
     assert assert_same(data) == "ok"
     read = dcmread(io.BytesIO(data))
     built = dicom_json.instance_json(read)
-    assert "7FE00010" not in built.metadata
+    assert built.metadata["7FE00010"]["BulkDataURI"] == "bulkdata/7FE00010"
     reference = dcmread(io.BytesIO(data))
     for keywords in (STUDY_KEYWORDS, SERIES_KEYWORDS, INSTANCE_KEYWORDS):
         assert json.dumps(built.select(read, keywords)) == json.dumps(select(reference, keywords))

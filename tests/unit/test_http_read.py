@@ -180,30 +180,52 @@ def parts_of(response):
     return read_multipart(response.content, response.headers["content-type"])
 
 
+AS_STORED = f"{MULTIPART_DICOM}; transfer-syntax=*"
+
+
 @pytest.mark.parametrize("level, expected", [("study", [0, 1, 2]), ("series", [0, 1]), ("instance", [0])])
-def test_retrieve_returns_the_stored_bytes_as_part10(client, study, level, expected):
-    parts = parts_of(client.get(url(study[0], level)))
+def test_retrieve_as_stored_returns_the_stored_bytes_as_part10(client, study, level, expected):
+    parts = parts_of(client.get(url(study[0], level), headers={"accept": AS_STORED}))
     assert [payload for _, payload in parts] == [study[i].data for i in expected]
     for (headers, payload), i in zip(parts, expected, strict=True):
         assert headers["content-type"] == f"application/dicom; transfer-syntax={study[i].transfer_syntax_uid}"
+        assert headers["content-location"] == BASE + url(study[i])
         ds = dcmread(io.BytesIO(payload))
         assert ds.file_meta.TransferSyntaxUID == study[i].transfer_syntax_uid
         assert ds.SOPInstanceUID == study[i].sop_uid
 
 
+@pytest.mark.parametrize("accept", [None, "*/*", MULTIPART_DICOM, 'multipart/related; type="*/*"'])
+def test_retrieve_defaults_to_explicit_vr_little_endian(client, study, accept):
+    """PS3.18 Table 8.7.3-5: no transfer-syntax parameter means Explicit VR Little Endian, also for
+    the implicit VR instance of the study."""
+    headers = {"accept": accept} if accept else {}
+    parts = parts_of(client.get(url(study[0], "study"), headers=headers))
+    assert len(parts) == 3
+    for (headers, payload), stored in zip(parts, study, strict=True):
+        assert headers["content-type"] == f"application/dicom; transfer-syntax={EXPLICIT_VR_LE}"
+        assert headers["content-location"] == BASE + url(stored)
+        got = dcmread(io.BytesIO(payload))
+        assert got.file_meta.TransferSyntaxUID == EXPLICIT_VR_LE and not got.original_encoding[0]
+        assert got.PixelData == stored.dataset().PixelData
+
+
 @pytest.mark.parametrize("source", ["jpeg", "multiframe"])
 def test_compressed_and_multiframe_instances_come_back_unchanged(client, source):
     (inst,) = stow(client, [make_instance(source)])
-    ((headers, payload),) = parts_of(client.get(url(inst), headers={"accept": f"{MULTIPART_DICOM}; transfer-syntax=*"}))
+    ((headers, payload),) = parts_of(client.get(url(inst), headers={"accept": AS_STORED}))
     assert payload == inst.data
     assert headers["content-type"] == f"application/dicom; transfer-syntax={inst.transfer_syntax_uid}"
 
 
 def test_accept_application_dicom_gives_a_single_part10_body(client, study):
-    response = client.get(url(study[2]), headers={"accept": "application/dicom"})
+    response = client.get(url(study[2]), headers={"accept": "application/dicom; transfer-syntax=*"})
     assert response.status_code == 200
     assert response.headers["content-type"] == f"application/dicom; transfer-syntax={IMPLICIT_VR_LE}"
     assert response.content == study[2].data
+    default = client.get(url(study[2]), headers={"accept": "application/dicom"})
+    assert default.headers["content-type"] == f"application/dicom; transfer-syntax={EXPLICIT_VR_LE}"
+    assert dcmread(io.BytesIO(default.content)).file_meta.TransferSyntaxUID == EXPLICIT_VR_LE
     refused = client.get(url(study[0], "series"), headers={"accept": "application/dicom"})
     assert refused.status_code == 406
 
@@ -227,15 +249,18 @@ def test_implicit_vr_instance_is_transcoded_to_explicit_vr_when_asked(client, st
     assert all(got[e.tag].value == e.value for e in original if e.VR != "SQ")
 
 
-def test_compressing_on_retrieve_is_refused_with_406(client, study):
-    accept = f"{MULTIPART_DICOM}; transfer-syntax=1.2.840.10008.1.2.4.90"
+def test_a_syntax_the_instance_cannot_have_is_406_naming_those_it_can(client, study):
+    accept = f"{MULTIPART_DICOM}; transfer-syntax=1.2.840.10008.1.2.4.50"  # JPEG Baseline of a 16-bit CT
     response = client.get(url(study[0]), headers={"accept": accept})
     assert response.status_code == 406
-    assert "transfer-syntax=*" in response.json()["message"]
+    message = response.json()["message"]
+    assert "cannot be given as transfer-syntax=1.2.840.10008.1.2.4.50" in message
+    for possible in ("1.2.840.10008.1.2.1 ", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "transfer-syntax=*"):
+        assert possible in message
 
 
 @pytest.mark.parametrize("level, count", [("study", 3), ("series", 2), ("instance", 1)])
-def test_metadata_is_a_json_array_without_pixel_data(client, study, level, count):
+def test_metadata_is_a_json_array_with_pixel_data_as_a_bulk_data_uri(client, study, level, count):
     response = client.get(url(study[0], level) + "/metadata")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/dicom+json"
@@ -244,7 +269,8 @@ def test_metadata_is_a_json_array_without_pixel_data(client, study, level, count
     assert [first(i, "00080018") for i in items] == [s.sop_uid for s in study[:count]]
     for item, stored in zip(items, study, strict=False):
         ds = stored.dataset()
-        assert "7FE00010" not in item
+        instance_url = BASE + url(stored)
+        assert item["7FE00010"] == {"vr": ds["PixelData"].VR, "BulkDataURI": f"{instance_url}/bulkdata/7FE00010"}
         assert (first(item, "00100020"), first(item, "00080060")) == ("PID-7", ds.Modality)
         assert (first(item, "00280010"), first(item, "00280011")) == (ds.Rows, ds.Columns)
 
@@ -256,7 +282,7 @@ def test_metadata_too_large_for_the_index_is_read_from_the_object(make_client, b
     (inst,) = stow(client, [make_instance("ct", PatientID="BIG-META")])
     (item,) = client.get(url(inst) + "/metadata").json()
     assert first(item, "00080018") == inst.sop_uid and first(item, "00100020") == "BIG-META"
-    assert "7FE00010" not in item
+    assert item["7FE00010"]["BulkDataURI"] == f"{BASE}{url(inst)}/bulkdata/7FE00010"
 
 
 @pytest.mark.parametrize("path", ["/studies/1.2.3", "/studies/1.2.3/metadata", "/studies/1.2.3/series/1.4"])
@@ -281,5 +307,5 @@ def test_response_above_the_limit_is_413_naming_smaller_resources(make_client, s
     assert series.status_code == 413
     assert "retrieve its instances one by one" in series.json()["message"]
     assert f"{BASE}{url(ct[0])}" in series.json()["message"]
-    assert parts_of(client.get(url(mr, "series")))[0][1] == mr.data
-    assert parts_of(client.get(url(ct[1])))[0][1] == ct[1].data
+    assert parts_of(client.get(url(mr, "series"), headers={"accept": AS_STORED}))[0][1] == mr.data
+    assert parts_of(client.get(url(ct[1]), headers={"accept": AS_STORED}))[0][1] == ct[1].data

@@ -248,6 +248,8 @@ def test_the_s3_drop_path_stores_the_corrected_file_too() -> None:
     assert stored.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert result.record.md5 == Instance(blobs.get(result.key), "", "", "", "", "", "").md5
     assert result.record.transfer_syntax_uid == ImplicitVRLittleEndian
+    offset, length = result.record.bulk["7FE00010"]  # the pixel data's place in the stored file
+    assert blobs.get(result.key)[offset : offset + length] == stored.PixelData
     with pytest.raises(InvalidInstance) as refused:
         ingest(part10(ct(), declared=JPEGBaseline8Bit, implicit=True), index=index, blobs=blobs)
     assert refused.value.reason is Reason.CANNOT_UNDERSTAND

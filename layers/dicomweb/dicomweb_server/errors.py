@@ -68,6 +68,19 @@ class UnsupportedMediaType(DicomwebError):
     status = 415
 
 
+class RangeNotSatisfiable(DicomwebError):
+    """416: no byte of the requested range exists (RFC 9110 §15.5.17); says the length."""
+
+    status = 416
+
+    def __init__(self, message: str, *, length: int) -> None:
+        super().__init__(message)
+        self.length = length
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.length}"}
+
+
 class StorageError(DicomwebError):
     """A backend (S3, DynamoDB) failed in a way the client did not cause: a 500, logged by type."""
 

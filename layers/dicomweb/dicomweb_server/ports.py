@@ -48,6 +48,11 @@ class BlobStore(Protocol):
         """The object's bytes, or ``BlobNotFound``."""
         ...
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (inclusive, as HTTP ranges count) of the object, or
+        ``BlobNotFound``."""
+        ...
+
     def copy(self, source_key: str, target_key: str) -> None: ...
 
     def delete(self, key: str, version: str | None = None) -> None:
@@ -86,6 +91,12 @@ class MetadataIndex(Protocol):
         ...
 
     def get_study(self, study_uid: str) -> StudySummary | None: ...
+
+    def series_version(self, study_uid: str, series_uid: str) -> int | None:
+        """The series' version (one read of the series item): it changes whenever an instance of
+        the series is added or replaced, so what is derived from the series can be cached under it;
+        None when the series is not stored."""
+        ...
 
     def search_studies(self, query: Query) -> Page[StudySummary]:
         """Matching studies (newest StudyDate first, then UID) for the query's page, read under the

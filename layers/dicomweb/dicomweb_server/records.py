@@ -69,6 +69,9 @@ class InstanceRecord:
     metadata: DicomJson | None
     #: Where the object is stored (``blobs.keys.object_key``); set by the writer before indexing.
     object_key: str = ""
+    #: Every bulk data element's tag path (``formats.dicom_json.tag_path``) and where its value is
+    #: in the object: (offset, length), offset -1 when only a parse of the object finds it.
+    bulk: dict[str, tuple[int, int]] | None = None
 
     @property
     def modality(self) -> str:
@@ -114,6 +117,9 @@ class StoredInstance:
     metadata: DicomJson | None
     #: The object's key ("" for one stored before keys carried a writer: ``blobs.keys.stored_key``).
     object_key: str = ""
+    #: Bulk data elements by tag path: (offset, length) in the object (``InstanceRecord.bulk``);
+    #: None for an instance indexed before bulk data was recorded, or when not loaded.
+    bulk: dict[str, tuple[int, int]] | None = None
 
     @classmethod
     def from_record(cls, record: InstanceRecord, series_attrs: DicomJson) -> StoredInstance:
@@ -130,6 +136,7 @@ class StoredInstance:
             series_attrs=series_attrs,
             metadata=record.metadata,
             object_key=record.object_key,
+            bulk=record.bulk,
         )
 
 

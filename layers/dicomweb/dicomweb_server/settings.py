@@ -38,6 +38,9 @@ class Settings:
     qido_read_budget: int = 2000
     #: Part-10 objects larger than this are indexed without their metadata in DynamoDB (read from S3).
     max_indexed_metadata_bytes: int = 300_000
+    #: Binary values (OB, OW, OF, OD, OL, OV, UN) above this many bytes are sent as a BulkDataURI in
+    #: metadata, smaller ones as InlineBinary; pixel data is always bulk data.
+    bulk_data_threshold: int = 1024
     #: Origins allowed to call the API from a browser (comma-separated; ``*`` for any).
     cors_allowed_origins: str = "*"
     #: The API key itself (development and tests); in AWS it comes from ``api_key_secret_arn``.
@@ -54,6 +57,7 @@ class Settings:
             "qido_default_limit",
             "qido_max_limit",
             "qido_read_budget",
+            "bulk_data_threshold",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -89,6 +93,7 @@ class Settings:
             "qido_max_limit": "QIDO_MAX_LIMIT",
             "qido_read_budget": "QIDO_READ_BUDGET",
             "max_indexed_metadata_bytes": "MAX_INDEXED_METADATA_BYTES",
+            "bulk_data_threshold": "BULK_DATA_THRESHOLD",
         }
         for field, var in text.items():
             if env.get(var):

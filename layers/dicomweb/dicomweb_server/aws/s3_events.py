@@ -28,7 +28,11 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
             # S3 event keys arrive URL-encoded ("my+scan%281%29.dcm"); the data class leaves them so.
             key = unquote_plus(record.s3.get_object.key)
             outcome, reason = index_dropped(
-                key, index=index, blobs=blobs, max_metadata_bytes=settings.max_indexed_metadata_bytes
+                key,
+                index=index,
+                blobs=blobs,
+                max_metadata_bytes=settings.max_indexed_metadata_bytes,
+                bulk_threshold=settings.bulk_data_threshold,
             )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if reason is not None:

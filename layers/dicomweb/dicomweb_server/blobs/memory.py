@@ -26,6 +26,9 @@ class MemoryBlobStore:
         except KeyError:
             raise BlobNotFound(key) from None
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        return self.get(key)[start : end + 1]
+
     def copy(self, source_key: str, target_key: str) -> None:
         self.put(target_key, self.get(source_key))
 

@@ -27,6 +27,16 @@ class S3BlobStore:
     def get(self, key: str) -> bytes:
         return self.get_version(key)[0]
 
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end}")
+        except ClientError:
+            raise BlobNotFound(key) from None
+        try:
+            return bytes(response["Body"].read())
+        except BotoCoreError as exc:
+            raise translate(exc, "S3", "GetObject") from exc
+
     def get_version(self, key: str) -> tuple[bytes, str | None]:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)

@@ -128,15 +128,17 @@ def parse_media_type(text: str, *, header: str = "Content-Type") -> MediaType:
     return MediaType(mtype, params, q)
 
 
-def parse_accept(header: str | None) -> list[MediaType]:
+def parse_accept(header: str | None, *, keep_refusals: bool = False) -> list[MediaType]:
     """Parse an Accept header into media ranges, best first (stable for equal q).
 
-    An absent or empty header is ``*/*``. Ranges with q=0 are dropped (they say "not this").
+    An absent or empty header is ``*/*``. Ranges with q=0 (they say "not this") are dropped unless
+    ``keep_refusals``: then they stay, last, for a negotiation that weighs the most specific range.
     """
     if header is None or not header.strip():
         return [MediaType("*/*")]
     ranges = [parse_media_type(p, header="Accept") for p in _split_outside_quotes(header, ",") if p.strip()]
-    ranges = [r for r in ranges if r.q > 0]
+    if not keep_refusals:
+        ranges = [r for r in ranges if r.q > 0]
     return sorted(ranges, key=lambda r: -r.q)
 
 

@@ -123,6 +123,8 @@ class ItemIndex:
         }
         if meta is not None:
             instance["meta"] = meta
+        if record.bulk:
+            instance["bulk"] = json.dumps(record.bulk, separators=(",", ":"))
         mods = {record.modality} if record.modality else set()
         sort14 = self._sort14(record, study)
         actions: list[Action] = [
@@ -133,7 +135,9 @@ class ItemIndex:
                 series_sk(record.series_uid),
                 fields={"type": "series"},
                 defaults={"attrs": json.dumps(record.series)},
-                add={"n_inst": 1},
+                # ``ver`` changes with every change of the series' instances: cached series
+                # metadata is keyed by it (``retrieve.metadata``).
+                add={"n_inst": 1, "ver": 1},
             ),
         ]
         if study is not None:
@@ -412,6 +416,10 @@ class ItemIndex:
     def _series_items(self, study_uid: str) -> dict[str, Item]:
         return {item["sk"][3:]: item for item in self._all(study_pk(study_uid), "SE#")}
 
+    def series_version(self, study_uid: str, series_uid: str) -> int | None:
+        got = self.store.get(study_pk(study_uid), series_sk(series_uid))
+        return int(got.get("ver", 0)) if got else None
+
     def search_series(self, study_uid: str, query: Query) -> Page[SeriesSummary]:
         found = []
         for uid, item in self._series_items(study_uid).items():
@@ -438,6 +446,7 @@ class ItemIndex:
         for item in items:
             _, se, sop = item["sk"].split("#", 2)
             meta = item.get("meta")
+            bulk = item.get("bulk")
             out.append(
                 StoredInstance(
                     study_uid=study_uid,
@@ -446,6 +455,7 @@ class ItemIndex:
                     attrs=json.loads(item["attrs"]),
                     series_attrs=json.loads(series[se]["attrs"]) if se in series else {},
                     metadata=json.loads(zlib.decompress(bytes(meta))) if meta is not None else None,
+                    bulk={k: (int(v[0]), int(v[1])) for k, v in json.loads(bulk).items()} if bulk else None,
                     **keys.fields_of_item(item),
                 )
             )

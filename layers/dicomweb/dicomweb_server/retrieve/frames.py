@@ -4,17 +4,31 @@ to Explicit VR Little Endian, or as JPEG."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+)
 
 from ..errors import BadRequest, NotAcceptable, NotFound
 from ..formats import multipart
-from ..formats.media import OCTET_STREAM, MediaType
+from ..formats.media import OCTET_STREAM, MediaType, parse_media_type
 from . import render
-from .negotiation import FrameFormat
+from .negotiation import FRAME_DEFAULT_SYNTAX, FrameFormat
 
 
 def frame_count(ds: Dataset) -> int:
@@ -69,46 +83,176 @@ def stored_frame(ds: Dataset, number: int) -> bytes:
 
 
 def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
-    """A JPEG for frame ``number``: the stored bitstream when it is JPEG Baseline, else rendered."""
+    """A JPEG for frame ``number``: the stored bitstream when it is JPEG Baseline (and a JPEG decoder
+    reads its colours right), else rendered."""
     if str(ds.file_meta.TransferSyntaxUID) == JPEGBaseline8Bit:
-        return stored_frame(ds, number)
+        stored = stored_frame(ds, number)
+        # An RGB bitstream without Adobe's APP14 marker is read as YCbCr by every JPEG decoder.
+        if str(ds.get("PhotometricInterpretation", "")).upper() != "RGB" or b"Adobe" in stored[:4096]:
+            return stored
     return render.render(ds, number, "image/jpeg")
 
 
-def _native_bytes(ds: Dataset, number: int) -> bytes:
+def _decode_error(exc: Exception) -> NotAcceptable:
+    return NotAcceptable(
+        f"the frame cannot be decompressed here ({type(exc).__name__}); ask with transfer-syntax=* to get it as stored"
+    )
+
+
+def _decoded(ds: Dataset, number: int, *, as_rgb: bool) -> Any:
     from pydicom.pixels.utils import pixel_array
 
     try:
-        return bytes(pixel_array(ds, index=number - 1, raw=True).tobytes())
-    except Exception as exc:
+        return pixel_array(ds, index=number - 1, raw=False, as_rgb=as_rgb)
+    except (ValueError, RuntimeError, NotImplementedError) as exc:
+        raise _decode_error(exc) from None
+
+
+def _to_422(arr: Any) -> bytes:
+    """Full-resolution YCbCr (rows × columns × 3) in the native YBR_FULL_422 layout of PS3.3
+    §C.7.6.3.1.2: Y1 Y2 Cb Cr for each horizontal pair, the chroma of the pair averaged."""
+    import numpy as np
+
+    rows, columns = arr.shape[:2]
+    pairs = arr[:, : columns - columns % 2].reshape(rows, columns // 2, 2, 3).astype(np.uint16)
+    y1, y2 = pairs[:, :, 0, 0], pairs[:, :, 1, 0]
+    cb = (pairs[:, :, 0, 1] + pairs[:, :, 1, 1] + 1) // 2
+    cr = (pairs[:, :, 0, 2] + pairs[:, :, 1, 2] + 1) // 2
+    return bytes(np.stack([y1, y2, cb, cr], axis=-1).astype(np.uint8).tobytes())
+
+
+def native_frame(ds: Dataset, number: int) -> bytes:
+    """Frame ``number`` as Explicit VR Little Endian pixel bytes, in the colour space the instance's
+    attributes announce (so that the metadata describes them): a native little-endian frame as
+    stored, a big-endian one swapped, a compressed one decoded; a YBR_FULL_422 JPEG frame is given
+    the native 4:2:2 layout its Photometric Interpretation says."""
+    ts = UID(ds.file_meta.TransferSyntaxUID)
+    if not ts.is_compressed:
+        if ts != ExplicitVRBigEndian:
+            return stored_frame(ds, number)
+        arr = _decoded(ds, number, as_rgb=False)
+        return bytes(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+    arr = _decoded(ds, number, as_rgb=False)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "YBR_FULL_422" and arr.ndim == 3:
+        return _to_422(arr)
+    return bytes(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+
+
+def encoded_frame(ds: Dataset, number: int, target: str) -> bytes:
+    """Frame ``number`` compressed as ``target`` (JPEG-LS or JPEG 2000 lossless) with pydicom's
+    encoders; a 406 naming what the frame can be given as when the instance cannot take it."""
+    from pydicom.pixels.encoders.base import get_encoder
+
+    from .transcode import Pixels, _as_rgb, _decoded_photometric, producible, syntax_name
+
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    px = Pixels.from_dataset(ds)
+    if target not in producible(stored, px):
         raise NotAcceptable(
-            f"the frame cannot be decompressed here ({type(exc).__name__}); "
-            "ask with transfer-syntax=* to get it as stored"
-        ) from None
+            f"frames of this instance (stored as {syntax_name(stored)}, {px.photometric}, "
+            f"{px.bits_stored} of {px.bits_allocated} bits) cannot be encoded as {syntax_name(target)}; "
+            f"ask for application/octet-stream (transfer-syntax={ExplicitVRLittleEndian} or *)"
+        )
+    arr = _decoded(ds, number, as_rgb=_as_rgb(stored, px.photometric))
+    return bytes(
+        get_encoder(UID(target)).encode(
+            arr,
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            samples_per_pixel=px.samples,
+            bits_allocated=px.bits_allocated,
+            bits_stored=px.bits_stored,
+            pixel_representation=px.pixel_representation or 0,
+            photometric_interpretation=_decoded_photometric(stored, px.photometric),
+            number_of_frames=1,
+            planar_configuration=0,
+        )
+    )
+
+
+def png_frame(ds: Dataset, number: int) -> bytes:
+    """Frame ``number`` as a lossless PNG of its pixel values: grayscale (8 or 16 bits, unsigned) or
+    8-bit colour as RGB."""
+    from PIL import Image
+
+    from .transcode import Pixels
+
+    px = Pixels.from_dataset(ds)
+    mono = px.samples == 1 and px.photometric in ("MONOCHROME1", "MONOCHROME2")
+    colour = px.samples == 3 and px.bits_allocated == 8
+    if not ((mono and px.bits_allocated in (8, 16) and px.pixel_representation == 0) or colour):
+        raise NotAcceptable(
+            f"frames of this instance ({px.photometric}, {px.bits_allocated}-bit"
+            f"{', signed' if px.pixel_representation else ''}) cannot be given as image/png, which holds unsigned "
+            "8/16-bit grayscale or 8-bit colour; ask for application/octet-stream"
+        )
+    arr = _decoded(ds, number, as_rgb=True)
+    out = io.BytesIO()
+    if colour:
+        Image.fromarray(arr.astype("uint8"), "RGB").save(out, format="PNG")
+    elif px.bits_allocated == 8:
+        Image.fromarray(arr.astype("uint8"), "L").save(out, format="PNG")
+    else:
+        Image.fromarray(arr.astype("<u2")).save(out, format="PNG")  # mode I;16
+    return out.getvalue()
+
+
+def frame_representation(ds: Dataset, number: int, fmt: FrameFormat) -> tuple[bytes, MediaType]:
+    """One frame in the negotiated representation, and its Content-Type (PS3.18 §8.7.3.5.3):
+    ``<media>; transfer-syntax=<uid>`` (image/png has none). A function of the instance, so any
+    fetch path (whole object or byte range) can call it."""
+    stored = str(ds.file_meta.TransferSyntaxUID)
+    # deflate is no pixel encoding: a frame of a deflated instance is native Explicit VR Little Endian
+    stored_pixels = ExplicitVRLittleEndian if stored == DeflatedExplicitVRLittleEndian else stored
+    wanted = fmt.transfer_syntax
+    if fmt.kind == "octet":
+        if wanted is None or wanted == stored:
+            return stored_frame(ds, number), _labelled(OCTET_STREAM, stored_pixels)
+        if wanted == ExplicitVRLittleEndian:
+            return native_frame(ds, number), _labelled(OCTET_STREAM, ExplicitVRLittleEndian)
+        raise NotAcceptable(
+            f"frames are stored as {stored}; they can be returned as stored "
+            f"(transfer-syntax=*) or as {ExplicitVRLittleEndian}, not {wanted}"
+        )
+    if fmt.kind == "png":
+        return png_frame(ds, number), MediaType("image/png")
+    media = fmt.media_type
+    if wanted is None or wanted == stored:
+        if fmt.kind == "jpeg" and stored == JPEGBaseline8Bit:
+            return frame_as_jpeg(ds, number), _labelled(media, JPEGBaseline8Bit)
+        if stored in _SYNTAXES_OF[fmt.kind]:
+            return stored_frame(ds, number), _labelled(media, stored)
+        if wanted is not None:
+            raise NotAcceptable(f"frames are stored as {stored}, which is no {media} transfer syntax")
+        wanted = FRAME_DEFAULT_SYNTAX[fmt.kind]
+    if fmt.kind == "jpeg" and wanted == JPEGBaseline8Bit:
+        return frame_as_jpeg(ds, number), _labelled(media, JPEGBaseline8Bit)
+    if fmt.kind in ("jls", "jp2") and wanted == FRAME_DEFAULT_SYNTAX[fmt.kind]:
+        return encoded_frame(ds, number, wanted), _labelled(media, wanted)
+    raise NotAcceptable(
+        f"frames are stored as {stored}; as {media} they are available as "
+        f"transfer-syntax={FRAME_DEFAULT_SYNTAX[fmt.kind]}, or as stored when stored in a {media} syntax"
+    )
+
+
+_SYNTAXES_OF = {
+    "jpeg": (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1),
+    "jls": (JPEGLSLossless, JPEGLSNearLossless),
+    "jp2": (JPEG2000Lossless, JPEG2000),
+}
+
+
+def _labelled(media: str, ts: str) -> MediaType:
+    return MediaType(media, {"transfer-syntax": ts})
 
 
 def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str) -> list[tuple[bytes, dict[str, str]]]:
     """Each requested frame as (payload, part headers)."""
     ds = dcmread(io.BytesIO(data))
     require_pixels(ds)
-    stored_ts = str(ds.file_meta.TransferSyntaxUID)
     out: list[tuple[bytes, dict[str, str]]] = []
     for n in numbers:
-        if fmt.kind == "jpeg":
-            payload, ctype = (
-                frame_as_jpeg(ds, n),
-                MediaType("image/jpeg", {"transfer-syntax": JPEGBaseline8Bit}),
-            )
-        elif fmt.transfer_syntax is None or fmt.transfer_syntax == stored_ts:
-            payload, ctype = stored_frame(ds, n), MediaType(OCTET_STREAM, {"transfer-syntax": stored_ts})
-        elif fmt.transfer_syntax == ExplicitVRLittleEndian:
-            payload = stored_frame(ds, n) if stored_ts in ("1.2.840.10008.1.2",) else _native_bytes(ds, n)
-            ctype = MediaType(OCTET_STREAM, {"transfer-syntax": fmt.transfer_syntax})
-        else:
-            raise NotAcceptable(
-                f"frames are stored as {stored_ts}; they can be returned as stored "
-                f"(transfer-syntax=*) or as {ExplicitVRLittleEndian}, not {fmt.transfer_syntax}"
-            )
+        payload, ctype = frame_representation(ds, n, fmt)
         out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
     return out
 
@@ -120,6 +264,8 @@ def render_frames_body(
     if not fmt.multipart:
         payload, headers = parts[0]
         return payload, headers["Content-Type"]
-    part_type = "image/jpeg" if fmt.kind == "jpeg" else OCTET_STREAM
-    params = {"transfer-syntax": fmt.transfer_syntax} if fmt.kind == "octet" and fmt.transfer_syntax else None
-    return multipart.encode(parts, part_type, boundary=boundary, params=params)
+    # the body's type parameter is the parts' media type; its transfer-syntax when all parts share one
+    syntaxes = {parse_media_type(h["Content-Type"]).param("transfer-syntax") or "" for _, h in parts}
+    shared = syntaxes.pop() if len(syntaxes) == 1 else ""
+    params = {"transfer-syntax": shared} if shared else None
+    return multipart.encode(parts, fmt.media_type, boundary=boundary, params=params)

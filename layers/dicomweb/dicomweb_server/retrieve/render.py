@@ -58,14 +58,17 @@ def to_8bit(ds: Dataset, arr: Any, window: Window | None = None) -> Any:
     import numpy as np
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    top: float | None = None
     if photometric == "PALETTE COLOR":
         from pydicom.pixels.processing import apply_color_lut
 
         arr = apply_color_lut(arr, ds)
         photometric = "RGB"
+        # the entries' own depth (PS3.3 §C.7.6.3.1.5: 8 or 16 bits), not the index's BitsStored
+        top = float(2 ** (8 * arr.dtype.itemsize) - 1)
     if arr.ndim == 3 and photometric not in ("MONOCHROME1", "MONOCHROME2"):
         if arr.dtype != np.uint8:
-            top = float(2 ** int(ds.get("BitsStored", 8)) - 1) or 1.0
+            top = top or float(2 ** int(ds.get("BitsStored", 8)) - 1) or 1.0
             arr = np.clip(arr.astype(np.float64) * 255.0 / top, 0, 255)
         return arr.astype(np.uint8)
     values = arr.astype(np.float64)

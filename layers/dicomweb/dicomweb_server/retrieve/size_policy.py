@@ -100,10 +100,17 @@ def decoded_frame_bytes(instance: StoredInstance, *, bits: int | None = None) ->
     return rows * cols * samples * max(allocated, 8) // 8
 
 
-def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | None) -> Size:
-    """Part-10 answer: stored sizes (exact) unless transcoding, then an upper bound."""
+def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | None | Sequence[str]) -> Size:
+    """Part-10 answer: stored sizes (exact) unless transcoding, then an upper bound.
+
+    ``transfer_syntax`` is one syntax for all (None = as stored) or each instance's own."""
     exact = sum(i.size + PART_OVERHEAD for i in instances)
-    changed = [i for i in instances if transfer_syntax and transfer_syntax != i.transfer_syntax_uid]
+    targets = (
+        [transfer_syntax] * len(instances)
+        if transfer_syntax is None or isinstance(transfer_syntax, str)
+        else list(transfer_syntax)
+    )
+    changed = [i for i, ts in zip(instances, targets, strict=True) if ts and ts != i.transfer_syntax_uid]
     if not changed:
         return Size(exact)
     bound = exact + sum(decoded_frame_bytes(i) * i.number_of_frames + HEADER_ALLOWANCE for i in changed)
@@ -157,8 +164,9 @@ def instances_answer(instances: Sequence[StoredInstance], level: str, base_url: 
     return Answer(what, f"retrieve its frames in smaller groups (for example {instance_url}/frames/1)")
 
 
-def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: str) -> Answer:
-    """Study, series or instance metadata: name the metadata of the level below."""
+def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: str, *, gzipped: bool = True) -> Answer:
+    """Study, series or instance metadata: name the metadata of the level below (and gzip when the
+    answer was not compressed)."""
     first = instances[0]
     series_url = f"{base_url}/studies/{first.study_uid}/series/{first.series_uid}"
     instance_url = f"{series_url}/instances/{first.sop_uid}"
@@ -168,7 +176,22 @@ def metadata_answer(instances: Sequence[StoredInstance], level: str, base_url: s
         hint = f"ask for the metadata of each instance instead (for example {instance_url}/metadata)"
     else:
         hint = f"retrieve the instance itself instead ({instance_url})"
+    if not gzipped:
+        hint = "send Accept-Encoding: gzip (it is much smaller compressed), or " + hint
     return Answer(f"metadata of the {level}", hint)
+
+
+def series_metadata_answer(study_uid: str, series_uid: str, base_url: str, *, gzipped: bool) -> Answer:
+    """Series metadata (possibly sent from its cached document, without a listing of instances)."""
+    series_url = f"{base_url}/studies/{study_uid}/series/{series_uid}"
+    hint = f"ask for the metadata of each instance instead ({series_url}/instances lists them)"
+    if not gzipped:
+        hint = "send Accept-Encoding: gzip (it is much smaller compressed), or " + hint
+    return Answer("metadata of the series", hint)
+
+
+def bulkdata_answer() -> Answer:
+    return Answer("bulk data value", "ask for a part of it with a Range header (for example Range: bytes=0-999999)")
 
 
 def frames_answer() -> Answer:

@@ -25,7 +25,12 @@ class DropOutcome(Enum):
 
 
 def index_dropped(
-    key: str, *, index: MetadataIndex, blobs: BlobStore, max_metadata_bytes: int = 300_000
+    key: str,
+    *,
+    index: MetadataIndex,
+    blobs: BlobStore,
+    max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = 1024,
 ) -> tuple[DropOutcome, int | None]:
     """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
@@ -38,7 +43,9 @@ def index_dropped(
         # The bytes read are what is stored (not a server-side copy of the key, which a newer
         # upload under the same name could have replaced meanwhile), and only the version read is
         # removed from incoming/: a newer upload stays for its own event.
-        result = ingest(data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes)
+        result = ingest(
+            data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold
+        )
     except InvalidInstance as exc:
         blobs.put(REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], data)
         blobs.delete(key, version)

@@ -99,12 +99,15 @@ def parse(data: bytes) -> tuple[Dataset, validate.Checked]:
     the Part-10 bytes to store (with a corrected file meta group) and the warnings go with it."""
     ds, read_warnings = _read_part10(data)
     try:
-        return ds, validate.check(ds, data, read_warnings)
+        checked = validate.check(ds, data, read_warnings)
     except validate.Refused as exc:
         sop_class, sop_uid = (_text_or_blank(ds, k) for k in ("SOPClassUID", "SOPInstanceUID"))
         raise InvalidInstance(Reason(exc.reason), exc.message, sop_class, sop_uid) from None
     except MALFORMED as exc:  # a file meta element that does not decode (a VR or length gone wrong)
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
+    if checked.data is not data:  # the file meta was written again: read what is stored (its offsets)
+        ds = _read_part10(checked.data)[0]
+    return ds, checked
 
 
 def parse_part10(data: bytes) -> Dataset:
@@ -184,20 +187,27 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
     return value
 
 
-def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000) -> InstanceRecord:
-    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``)."""
+def build_record(
+    ds: Dataset,
+    data: bytes,
+    *,
+    max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+) -> InstanceRecord:
+    """Everything the index keeps about ``ds`` (whose Part-10 bytes are ``data``): its metadata
+    with bulk data URIs, and where each bulk data value is in ``data`` (for ranged reads)."""
     sop_class = _required_uid(ds, "SOPClassUID")
     sop_uid = _required_uid(ds, "SOPInstanceUID")
     study_uid = _required_uid(ds, "StudyInstanceUID")
     series_uid = _required_uid(ds, "SeriesInstanceUID")
     try:
-        built = dicom_json.instance_json(ds)
+        built = dicom_json.instance_json(ds, bulk_threshold)
         study, series, instance = (
             built.select(ds, STUDY_KEYWORDS),
             built.select(ds, SERIES_KEYWORDS),
             built.select(ds, INSTANCE_KEYWORDS),
         )
-        metadata = built.metadata
+        metadata, bulk_elements = built.metadata, built.bulk
     except _UNDECODABLE as exc:
         # IndexError: pydicom's JSON of a person name list with an empty value; AttributeError: an
         # ambiguous VR (US or SS) without the PixelRepresentation that decides it. Both are the input's.
@@ -210,6 +220,10 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (TypeError, ValueError):
         frames = 1
+    bulk: dict[str, tuple[int, int]] = {}
+    for found in bulk_elements:
+        offset = found.value_offset(data)
+        bulk[found.path] = (-1 if offset is None else offset, len(found.value_bytes()))
     meta_size = len(repr(metadata))
     return InstanceRecord(
         study_uid=study_uid,
@@ -224,6 +238,7 @@ def build_record(ds: Dataset, data: bytes, *, max_metadata_bytes: int = 300_000)
         md5=hashlib.md5(data).hexdigest(),  # noqa: S324 - an ETag-style content check, not security
         number_of_frames=frames,
         metadata=metadata if meta_size <= max_metadata_bytes else None,
+        bulk=bulk,
     )
 
 
@@ -248,6 +263,7 @@ def ingest(
     blobs: BlobStore,
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
@@ -262,7 +278,7 @@ def ingest(
     data = with_preamble(data)
     ds, checked = parse(data)
     data = checked.data
-    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes)
+    record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
         raise InvalidInstance(
             Reason.STUDY_UID_MISMATCH,

@@ -107,6 +107,7 @@ def store(
     base_url: str,
     study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = 1024,
 ) -> StowOutcome:
     """Store every ``application/dicom`` part of a STOW-RS request body."""
     part_type = check_request_type(content_type)
@@ -116,7 +117,12 @@ def store(
         if failure is None:
             try:
                 result = ingest(
-                    data, index=index, blobs=blobs, expected_study_uid=study_uid, max_metadata_bytes=max_metadata_bytes
+                    data,
+                    index=index,
+                    blobs=blobs,
+                    expected_study_uid=study_uid,
+                    max_metadata_bytes=max_metadata_bytes,
+                    bulk_threshold=bulk_threshold,
                 )
             except InvalidInstance as exc:
                 failure = exc

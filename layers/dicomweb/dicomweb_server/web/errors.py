@@ -27,6 +27,7 @@ _REASONS = {
     409: "Conflict",
     413: "Payload Too Large",
     415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }

@@ -31,6 +31,7 @@ RESOURCES: dict[str, dict[str, str]] = {
     "/studies/{study}/series/{series}/instances": {"GET": "search"},
     _INSTANCE: {"GET": "retrieve"},
     _INSTANCE + "/metadata": {"GET": "retrieve"},
+    _INSTANCE + "/bulkdata/{tagpath}": {"GET": "retrieve"},
     _INSTANCE + "/frames/{frames}": {"GET": "retrieve"},
     _INSTANCE + "/rendered": {"GET": "retrieve"},
     _INSTANCE + "/frames/{frames}/rendered": {"GET": "retrieve"},

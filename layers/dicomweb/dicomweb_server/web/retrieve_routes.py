@@ -1,4 +1,4 @@
-"""WADO-RS routes (PS3.18 §10.4): studies, series and instances, and their metadata."""
+"""WADO-RS routes (PS3.18 §10.4): studies, series and instances, their metadata and bulk data."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import NotFound
+from ..errors import NotAcceptable, NotFound
+from ..formats import multipart
+from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, parse_accept
 from ..records import StoredInstance
+from ..retrieve import bulkdata, negotiation
 from ..retrieve import instances as wado
 from ..retrieve import metadata as wado_metadata
-from ..retrieve import negotiation
 from ..retrieve import size_policy as policy
-from .http import base_url, dicom_model_response, path_uid
+from .http import base_url, encoded_response, not_modified, not_modified_response, path_uid
 from .services import Services
 
 
@@ -45,19 +47,88 @@ def routes(svc: Services) -> list[Route]:
             size = policy.jpeg_frames_size(found)
             build = lambda: wado.render_jpeg_frames(found, svc.blobs, base)  # noqa: E731
         else:
-            size = policy.instances_size(found if fmt.multipart else found[:1], fmt.transfer_syntax)
-            build = lambda: wado.render_instances(found, svc.blobs, fmt)  # noqa: E731
+            sent = found if fmt.multipart else found[:1]
+            size = policy.instances_size(sent, [wado.chosen_syntax(i, fmt) for i in sent])
+            build = lambda: wado.render_instances(found, svc.blobs, fmt, base_url=base)  # noqa: E731
         body, content_type = policy.build_within(size, answer, limit, build)
         return Response(body, headers={"Content-Type": content_type})
 
+    threshold = svc.settings.bulk_data_threshold
+
     def metadata(request: Request) -> Response:
         target = _target(request)
+        study, series, sop, what = target
         media = negotiation.negotiate_metadata(request.headers.get("accept"))
+        base = base_url(request, svc.settings)
+        if what == "series":
+            assert series is not None
+            return _series_metadata(request, study, series, media, base)
         found = _instances(target, with_metadata=True)
-        response = dicom_model_response(wado_metadata.metadata(found, svc.blobs), media)
-        answer = policy.metadata_answer(found, target[3], base_url(request, svc.settings))
-        policy.check_measured(len(response.body), answer, limit)
-        return response
+        body, content_type = wado_metadata.encode(wado_metadata.metadata(found, svc.blobs, base, threshold), media)
+
+        def check(length: int, gzipped: bool) -> None:
+            policy.check_measured(length, policy.metadata_answer(found, what, base, gzipped=gzipped), limit)
+
+        return encoded_response(
+            request,
+            identity=lambda: body,
+            gzipped=lambda: wado_metadata.compress(body),
+            content_type=content_type,
+            etag=wado_metadata.body_etag(body),
+            check=check,
+        )
+
+    def _series_metadata(request: Request, study: str, series: str, media: str, base: str) -> Response:
+        version = wado_metadata.series_version(svc.index, study, series, media, base)
+        if not_modified(request, version.etag):  # one read of the series item, nothing else
+            return not_modified_response(request, version.etag)
+        document, listed = wado_metadata.series_document(version, index=svc.index, blobs=svc.blobs, threshold=threshold)
+
+        def check(length: int, gzipped: bool) -> None:
+            answer = (
+                policy.metadata_answer(listed, "series", base, gzipped=gzipped)
+                if listed
+                else policy.series_metadata_answer(study, series, base, gzipped=gzipped)
+            )
+            policy.check_measured(length, answer, limit)
+
+        return encoded_response(
+            request,
+            identity=document.identity,
+            gzipped=document.gzipped,
+            content_type=document.content_type,
+            etag=document.etag,
+            check=check,
+        )
+
+    def bulk(request: Request) -> Response:
+        target = _target(request)
+        path = str(request.path_params["tagpath"])
+        multipart_answer = _negotiate_bulkdata(request.headers.get("accept"))
+        (inst,) = _instances(target, with_metadata=False)
+        where = bulkdata.locate(inst, path, svc.blobs, threshold)
+        tag = bulkdata.etag(inst, path)
+        headers = {"ETag": tag, "Accept-Ranges": "bytes"}
+        if not_modified(request, tag):
+            return Response(status_code=304, headers=headers)
+        if_range = request.headers.get("if-range")
+        # RFC 9110 §13.1.5: a range meant for another version is ignored, and the whole value sent.
+        stale = if_range is not None and if_range.strip() != tag
+        wanted = None if stale else bulkdata.parse_range(request.headers.get("range"), where.length)
+        length = wanted.size if wanted else where.length
+        policy.decide(policy.Size(length + policy.PART_OVERHEAD), policy.bulkdata_answer(), limit)
+        value = bulkdata.read(inst, where, svc.blobs, wanted)
+        status = 206 if wanted else 200
+        if multipart_answer:
+            part_headers = {"Content-Type": OCTET_STREAM}
+            if wanted:
+                part_headers["Content-Range"] = wanted.content_range
+            body, content_type = multipart.encode([(value, part_headers)], OCTET_STREAM)
+        else:
+            body, content_type = value, OCTET_STREAM
+        if wanted:
+            headers["Content-Range"] = wanted.content_range
+        return Response(body, status_code=status, headers={**headers, "Content-Type": content_type})
 
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),
@@ -66,4 +137,21 @@ def routes(svc: Services) -> list[Route]:
         Route("/studies/{study}/series/{series}/metadata", metadata, methods=["GET"]),
         Route("/studies/{study}/series/{series}/instances/{instance}", retrieve, methods=["GET"]),
         Route("/studies/{study}/series/{series}/instances/{instance}/metadata", metadata, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tagpath}", bulk, methods=["GET"]),
     ]
+
+
+def _negotiate_bulkdata(accept: str | None) -> bool:
+    """True for ``multipart/related; type="application/octet-stream"`` (the default), False for a
+    single ``application/octet-stream`` body (PS3.18 Table 8.7.3-3)."""
+    for r in parse_accept(accept):
+        if r.type == MULTIPART_RELATED and (r.param("type") or OCTET_STREAM).lower() in (OCTET_STREAM, "*/*"):
+            return True
+        if r.type == OCTET_STREAM:
+            return False
+        if r.type in ("*/*", "application/*", "multipart/*"):
+            return True
+    raise NotAcceptable(
+        f"cannot satisfy Accept: {accept}; bulk data is available as "
+        'multipart/related; type="application/octet-stream" and application/octet-stream'
+    )

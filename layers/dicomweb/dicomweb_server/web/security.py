@@ -24,7 +24,16 @@ ALLOWED_HEADERS = [
     "x-requested-with",
     "if-none-match",
 ]
-EXPOSED_HEADERS = ["Content-Location", "Content-Type", "Content-Length", "Warning", "Location", "ETag"]
+EXPOSED_HEADERS = [
+    "Content-Location",
+    "Content-Type",
+    "Content-Length",
+    "Warning",
+    "Location",
+    "ETag",
+    "Content-Range",
+    "Accept-Ranges",
+]
 KeyProvider = Callable[[], str | None]
 
 

@@ -42,6 +42,7 @@ def routes(svc: Services) -> list[Route]:
             base_url=base,
             study_uid=study,
             max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
+            bulk_threshold=svc.settings.bulk_data_threshold,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
