@@ -399,9 +399,7 @@ class _Builder:
         self, elem: DataElement, parents: tuple[tuple[int, int], ...], bases: frozenset[int], top: str
     ) -> DicomJson:
         inner = _where(elem, bases)
-        items = [
-            self.dataset(item, (*parents, (int(elem.tag), i)), inner, top) for i, item in enumerate(elem.value)
-        ]
+        items = [self.dataset(item, (*parents, (int(elem.tag), i)), inner, top) for i, item in enumerate(elem.value)]
         return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
 
     def bulk_uri(
