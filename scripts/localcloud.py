@@ -53,6 +53,9 @@ REGION = "us-east-1"
 STACK_NAME = "dicomweb-local"
 DEFAULT_STAGE = "Prod"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+#: Seconds a graceful stop may take: ministack writes every table to disk then, which takes minutes
+#: for a large archive on a busy machine (killing it then would lose all of it).
+STOP_TIMEOUT = float(os.environ.get("LOCALCLOUD_STOP_TIMEOUT", "600"))
 
 # Environment variables that must not leak from the caller into ministack (whose whole
 # environment is inherited by the Lambda functions it runs) or into sam.
@@ -281,7 +284,7 @@ class Cloud:
         req = urllib.request.Request(f"{self.aws_endpoint_url}/_ministack/reset", method="POST", data=b"")
         urllib.request.urlopen(req, timeout=30).read()  # noqa: S310
 
-    def stop(self, timeout: float = 60.0) -> int | None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """Stop ministack gracefully (SIGTERM; it saves its state then) and release the workdir."""
         try:
             if _stop_ministack(self.process, timeout) and self.persist:
@@ -424,7 +427,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: 
     raise _fail("ministack", log, f"no answer on {url} within {timeout:.0f}s")
 
 
-def _stop_ministack(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
+def _stop_ministack(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> bool:
     """SIGTERM (ministack saves its state then) and wait; True when it stopped that way."""
     if proc.poll() is not None:
         return False  # it was gone already: whatever it had not saved is lost
@@ -508,7 +511,7 @@ def recover(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = 
     started = time.monotonic()
     lines = [f"{cloud.unclean}: redeploying and reconciling the index with the bucket"]
     parked_root = cloud.workdir / PARKED
-    if not _stack_complete(cloud):
+    if not _stack_intact(cloud):
         buckets = _bucket_dirs(cloud.workdir, cloud.stack_name)
         leftovers = sorted(parked_root.iterdir()) if parked_root.is_dir() else []
         if buckets or leftovers:
@@ -529,6 +532,7 @@ def recover(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = 
             read_outputs(cloud)
             lines.append("  the stack was lost with ministack's state: deployed again around the kept objects")
         else:
+            _forget_lost_stack(cloud, [])
             deploy(cloud, parameter_overrides, force=True)
     else:
         deploy(cloud, parameter_overrides, force=True)
@@ -536,6 +540,21 @@ def recover(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = 
     lines += ["  " + line for line in report.lines()]
     lines.append(f"  recovered in {time.monotonic() - started:.1f}s")
     return lines
+
+
+def _stack_intact(cloud: Cloud) -> bool:
+    """The stack is complete and what it made still exists: a state saved halfway (a kill during
+    the save) can name a stack whose table or API is gone."""
+    if not _stack_complete(cloud):
+        return False
+    try:
+        read_outputs(cloud)
+        cloud.boto3_client("dynamodb").describe_table(TableName=cloud.table)
+        cloud.boto3_client("s3").head_bucket(Bucket=cloud.bucket)
+        cloud.boto3_client("apigateway").get_rest_api(restApiId=cloud.api_id)
+    except Exception:  # noqa: BLE001 - any part missing means: deploy it again from scratch
+        return False
+    return True
 
 
 def _forget_lost_stack(cloud: Cloud, buckets: list[str]) -> None:
@@ -550,7 +569,7 @@ def _forget_lost_stack(cloud: Cloud, buckets: list[str]) -> None:
     cfn = cloud.boto3_client("cloudformation")
     with contextlib.suppress(cfn.exceptions.ClientError):
         status = cfn.describe_stacks(StackName=cloud.stack_name)["Stacks"][0].get("StackStatus", "")
-        if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"):
+        if status:  # a failed attempt, or a stack whose resources are gone (its bucket is Retain)
             cfn.delete_stack(StackName=cloud.stack_name)
             cfn.get_waiter("stack_delete_complete").wait(
                 StackName=cloud.stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}

@@ -18,7 +18,7 @@ from dicomweb_server.web.resources import RESOURCES
 from tests.corpus import make_instance, stow_body
 
 SETTINGS = Settings(bucket_name="routes-bucket", table_name="routes-table")
-APPS = ["full", "search", "retrieve", "store"]
+APPS = ["full", "search", "retrieve", "render", "store"]
 CATCH_ALL_404 = "no DICOMweb resource at"
 OTHER_FUNCTION_404 = "function, not by this one"
 INSTANCE = "/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.corpus import TABLE_KEYS
@@ -25,9 +26,10 @@ def test_layer_requirements_match_the_project_dependencies():
     assert requirements(ROOT / "layers/dicomweb/requirements.txt") == set(project()["dependencies"])
 
 
-def test_retrieve_function_carries_exactly_the_pixel_extra():
+@pytest.mark.parametrize("function", ["retrieve", "render"])
+def test_the_pixel_functions_carry_exactly_the_pixel_extra(function):
     pixels = set(project()["optional-dependencies"]["pixels"])
-    assert requirements(ROOT / "functions/retrieve/requirements.txt") == pixels
+    assert requirements(ROOT / f"functions/{function}/requirements.txt") == pixels
 
 
 class _CfnLoader(yaml.SafeLoader):

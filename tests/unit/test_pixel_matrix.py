@@ -634,14 +634,14 @@ BAD_WADO_RS = [
     ("/rendered?window=40,0", "image/png", 400, "window width must be at least 1"),
     ("/rendered?window=abc", "image/png", 400, "window='abc': expected center,width"),
     ("/rendered?window=40", "image/png", 400, "window='40': expected center,width"),
-    ("/rendered?window=40,400,sigmoid", "image/png", 400, "window function 'sigmoid' is not supported"),
+    ("/rendered?window=40,400,cubic", "image/png", 400, "window function 'cubic' is not supported"),
     ("/rendered?viewport=abc", "image/png", 400, "viewport='abc': expected width,height"),
     ("/rendered?viewport=64", "image/png", 400, "viewport='64': expected width,height"),
     ("/rendered?viewport=a,b", "image/png", 400, "viewport='a,b': expected width,height"),
     ("/rendered?viewport=0,0", "image/png", 400, "width and height must be between 1 and"),
     ("/rendered?viewport=-5,10", "image/png", 400, "width and height must be between 1 and"),
     ("/rendered?viewport=100000,100000", "image/png", 400, "width and height must be between 1 and"),
-    ("/rendered?quality=0", "image/jpeg", 400, "quality='0' must be a positive whole number"),
+    ("/rendered?quality=0", "image/jpeg", 400, "quality='0' must be a whole number from 1 to 100"),
 ]
 
 

@@ -75,14 +75,14 @@ def expected_template(service: str, app: set[tuple[str, str]]) -> set[tuple[str,
 TEMPLATE = (ROOT / "template.yaml").read_text()
 
 
-@pytest.mark.parametrize("service", ["search", "retrieve", "store"])
+@pytest.mark.parametrize("service", ["search", "retrieve", "render", "store"])
 def test_each_functions_api_events_are_exactly_its_app_routes(service):
     declared = template_routes(TEMPLATE)[service]
     assert declared == expected_template(service, app_routes(service))
 
 
 def test_the_route_table_is_what_the_apps_serve():
-    served = {(m, p): s for s in ("search", "retrieve", "store") for m, p in app_routes(s)}
+    served = {(m, p): s for s in ("search", "retrieve", "render", "store") for m, p in app_routes(s)}
     table = {(m, p): s for p, methods in RESOURCES.items() for m, s in methods.items()}
     assert served == table
 

@@ -47,6 +47,10 @@ class Settings:
     api_key: str = ""
     #: Secrets Manager secret holding the API key; empty when the stack has no API key.
     api_key_secret_arn: str = ""
+    #: Largest width or height of a rendered image's viewport (a bigger one is a 400).
+    rendered_max_viewport: int = 4096
+    #: Thumbnails fit in a square of this many pixels unless the request gives a viewport.
+    thumbnail_size: int = 128
 
     def __post_init__(self) -> None:
         if not self.bucket_name or not self.table_name:
@@ -58,6 +62,8 @@ class Settings:
             "qido_max_limit",
             "qido_read_budget",
             "bulk_data_threshold",
+            "rendered_max_viewport",
+            "thumbnail_size",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -94,6 +100,8 @@ class Settings:
             "qido_read_budget": "QIDO_READ_BUDGET",
             "max_indexed_metadata_bytes": "MAX_INDEXED_METADATA_BYTES",
             "bulk_data_threshold": "BULK_DATA_THRESHOLD",
+            "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
+            "thumbnail_size": "THUMBNAIL_SIZE",
         }
         for field, var in text.items():
             if env.get(var):

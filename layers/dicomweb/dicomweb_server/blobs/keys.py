@@ -10,6 +10,7 @@ key                                                                        what
                                                                            emptied by the indexer
 ``rejected/...``                                                           dropped files that were
                                                                            not valid instances
+``derived/thumbnails/{study}/{series}/{sop}/{md5}/{variant}``              cached thumbnails
 =========================================================================  ==========================
 
 Every writer puts its object under a key of its own (the content's MD5 and a random writer tag),
@@ -51,3 +52,14 @@ class Located(Protocol):
 def stored_key(instance: Located) -> str:
     """The key of an indexed instance's object."""
     return instance.object_key or instance_key(instance.study_uid, instance.series_uid, instance.sop_uid)
+
+
+#: What the server derives from stored objects and may build again (thumbnails, cached documents).
+DERIVED_PREFIX = "derived/"
+THUMBNAILS_PREFIX = DERIVED_PREFIX + "thumbnails/"
+
+
+def thumbnail_key(study_uid: str, series_uid: str, sop_uid: str, md5: str, variant: str) -> str:
+    """Where a cached thumbnail of an instance lives: under the instance's content (its MD5), so an
+    instance stored again with other content never shows an old thumbnail."""
+    return f"{THUMBNAILS_PREFIX}{study_uid}/{series_uid}/{sop_uid}/{md5}/{variant}"

@@ -20,12 +20,13 @@ from . import errors
 from .security import KeyProvider, secure
 from .services import Services
 
-SERVICES = ("search", "retrieve", "store")
+SERVICES = ("search", "retrieve", "render", "store")
 #: Route modules per service, imported only for the services an app serves (a function's cold start
 #: loads its own routes only: search never imports the retrieve or store modules).
 _ROUTES = {
     "search": ("search_routes",),
     "retrieve": ("retrieve_routes", "pixel_routes"),
+    "render": ("rendered_routes",),
     "store": ("store_routes",),
 }
 
@@ -52,7 +53,7 @@ def create_app(
     services: Iterable[str] = SERVICES,
     api_key: KeyProvider | None = None,
 ) -> ASGIApp:
-    """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, store).
+    """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, render, store).
 
     ``api_key`` returns the key every request must present (None or empty: no key needed); by
     default it is ``settings.api_key``.

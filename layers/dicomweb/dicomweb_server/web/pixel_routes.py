@@ -1,12 +1,11 @@
-"""Pixel routes of the retrieve service: WADO-RS frames and rendered resources (PS3.18 §10.4) and
-WADO-URI (PS3.18 §9). Pixel codecs load only when one of these is called."""
+"""Pixel routes of the retrieve service: WADO-RS frames (PS3.18 §10.4) and WADO-URI (PS3.18 §9).
+Pixel codecs load only when one of these is called. Rendered and thumbnail resources are
+``rendered_routes``."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
-from pydicom import dcmread
 from pydicom.uid import UID
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,7 +15,7 @@ from ..blobs.keys import stored_key
 from ..errors import NotFound
 from ..records import StoredInstance
 from ..retrieve import frames as fr
-from ..retrieve import negotiation, render, wado_uri
+from ..retrieve import negotiation, wado_uri
 from ..retrieve import size_policy as policy
 from .http import base_url, path_uid
 from .services import Services
@@ -49,24 +48,6 @@ def routes(svc: Services) -> list[Route]:
         size = policy.frames_size(inst, len(numbers), native_exact=native, location=location)
         return _send(size, policy.frames_answer(), lambda: fr.render_frames_body(_data(inst), numbers, fmt, location))
 
-    def rendered(request: Request) -> Response:
-        study, series, sop = (path_uid(request, n) for n in ("study", "series", "instance"))
-        media = negotiation.negotiate_rendered(request.headers.get("accept"))
-        params = request.query_params
-        window = render.parse_window(params.get("window"))
-        quality = render.positive_int(params.get("quality"), "quality") or 90
-        size = render.parse_viewport(params.get("viewport"))
-        inst = _instance(study, series, sop)
-        number = 1
-        if "frames" in request.path_params:
-            number = fr.parse_frame_list(str(request.path_params["frames"]), inst.number_of_frames)[0]
-
-        def build() -> tuple[bytes, str]:
-            ds = dcmread(io.BytesIO(_data(inst)))
-            return render.render(ds, number, media, window=window, quality=quality, size=size), media
-
-        return _send(policy.rendered_size(inst), policy.rendered_answer(), build)
-
     def wado(request: Request) -> Response:
         req = wado_uri.parse(request.query_params)
         inst = _instance(req.study_uid, req.series_uid, req.sop_uid)
@@ -77,7 +58,5 @@ def routes(svc: Services) -> list[Route]:
     base = "/studies/{study}/series/{series}/instances/{instance}"
     return [
         Route(base + "/frames/{frames}", frames, methods=["GET"]),
-        Route(base + "/rendered", rendered, methods=["GET"]),
-        Route(base + "/frames/{frames}/rendered", rendered, methods=["GET"]),
         Route("/wadouri", wado, methods=["GET"]),
     ]

@@ -33,8 +33,14 @@ RESOURCES: dict[str, dict[str, str]] = {
     _INSTANCE + "/metadata": {"GET": "retrieve"},
     _INSTANCE + "/bulkdata/{tagpath}": {"GET": "retrieve"},
     _INSTANCE + "/frames/{frames}": {"GET": "retrieve"},
-    _INSTANCE + "/rendered": {"GET": "retrieve"},
-    _INSTANCE + "/frames/{frames}/rendered": {"GET": "retrieve"},
+    _INSTANCE + "/rendered": {"GET": "render"},
+    _INSTANCE + "/frames/{frames}/rendered": {"GET": "render"},
+    "/studies/{study}/rendered": {"GET": "render"},
+    "/studies/{study}/series/{series}/rendered": {"GET": "render"},
+    "/studies/{study}/thumbnail": {"GET": "render"},
+    "/studies/{study}/series/{series}/thumbnail": {"GET": "render"},
+    _INSTANCE + "/thumbnail": {"GET": "render"},
+    _INSTANCE + "/frames/{frames}/thumbnail": {"GET": "render"},
     "/wadouri": {"GET": "retrieve"},
 }
 #: Paths with no resource go to this service on API Gateway (``/`` and ``/{proxy+}``).
