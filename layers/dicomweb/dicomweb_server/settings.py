@@ -51,6 +51,9 @@ class Settings:
     rendered_max_viewport: int = 4096
     #: Thumbnails fit in a square of this many pixels unless the request gives a viewport.
     thumbnail_size: int = 128
+    #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
+    #: there by the handler itself (with its key and reason), besides being moved to rejected/.
+    dead_letter_queue_url: str = ""
 
     def __post_init__(self) -> None:
         if not self.bucket_name or not self.table_name:
@@ -91,6 +94,7 @@ class Settings:
             "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
+            "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
