@@ -9,11 +9,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 #: A buffered Lambda response is capped at 6 MB after base64 (4/3 growth): about 4.4 MB raw.
 DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 #: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+
+
+class DuplicatePolicy(StrEnum):
+    """What storing a SOP Instance UID that is stored already does (template parameter
+    ``DuplicatePolicy``; ``docs/duplicates.md``)."""
+
+    #: Any second copy fails (FailureReason 0x0111).
+    REJECT = "reject"
+    #: The same bytes succeed and change nothing; other bytes fail (0x0111).
+    ACCEPT_IDENTICAL = "accept-identical"
+    #: Other bytes replace the stored version (kept as a noncurrent S3 version); the same bytes
+    #: change nothing.
+    OVERWRITE = "overwrite"
 
 
 #: Environment variables every function needs: a missing one fails the cold start, naming it.
@@ -54,8 +68,15 @@ class Settings:
     #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
     #: there by the handler itself (with its key and reason), besides being moved to rejected/.
     dead_letter_queue_url: str = ""
+    #: What a second copy of a stored SOP Instance UID does (STOW-RS and the S3 drop).
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "duplicate_policy", DuplicatePolicy(self.duplicate_policy))
+        except ValueError:
+            allowed = ", ".join(p.value for p in DuplicatePolicy)
+            raise ValueError(f"duplicate_policy must be one of {allowed}, not {self.duplicate_policy!r}") from None
         if not self.bucket_name or not self.table_name:
             raise ValueError("bucket_name and table_name must be set")
         for name in (
@@ -95,6 +116,7 @@ class Settings:
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
             "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
+            "duplicate_policy": "DUPLICATE_POLICY",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",

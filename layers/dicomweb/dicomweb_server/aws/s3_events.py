@@ -41,6 +41,7 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 blobs=blobs,
                 max_metadata_bytes=settings.max_indexed_metadata_bytes,
                 bulk_threshold=settings.bulk_data_threshold,
+                duplicate_policy=settings.duplicate_policy,
             )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if outcome is DropOutcome.REJECTED:

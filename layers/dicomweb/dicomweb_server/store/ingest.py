@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -20,6 +21,7 @@ from pydicom.errors import InvalidDicomError
 from ..blobs.keys import instance_key, object_key
 from ..errors import ServiceUnavailable, StorageError
 from ..formats import dicom_json
+from ..logsafe import exception_summary
 from ..ports import AddOutcome, BlobStore, MetadataIndex
 from ..records import (
     INSTANCE_KEYWORDS,
@@ -27,9 +29,12 @@ from ..records import (
     STUDY_KEYWORDS,
     InstanceRecord,
 )
+from ..settings import DuplicatePolicy
 from ..uids import is_valid_uid
 from . import validate
 from .validate import MALFORMED
+
+log = logging.getLogger("dicomweb.ingest")
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
@@ -245,6 +250,8 @@ def build_record(
 class Stored(Enum):
     NEW = "new"
     IDENTICAL_DUPLICATE = "identical-duplicate"
+    #: Stored in place of another version (duplicate policy ``overwrite``).
+    REPLACED = "replaced"
 
 
 @dataclass(frozen=True)
@@ -264,16 +271,18 @@ def ingest(
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
     The object goes under a key of this writer's own
     (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
-    SOP Instance UID wins, and every other writer removes its own object and is told what is
-    stored (the same bytes: an identical duplicate; other bytes: a failure). No writer ever
-    overwrites or deletes another writer's object, so the stored object always has the MD5 its
-    index entry names. If indexing fails, this writer's object is removed again, unless the
-    index does name it (a write that succeeded although its answer was lost).
+    SOP Instance UID wins, and every other writer is told what the duplicate policy makes of
+    what is stored (``_settle``): removed again, or, for ``overwrite``, put in its place by one
+    more conditional write. No writer ever overwrites or deletes an object the index names, so
+    the stored object always has the MD5 its index entry names. If indexing fails, this writer's
+    object is removed again, unless the index does name it (a write that succeeded although its
+    answer was lost).
     """
     data = with_preamble(data)
     ds, checked = parse(data)
@@ -287,10 +296,14 @@ def ingest(
             record.sop_uid,
         )
     try:
-        result = _store(record, data, index, blobs)
+        result = _store(record, data, index, blobs, duplicate_policy)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
     return replace(result, warnings=checked.warnings) if checked.warnings else result
+
+
+#: Times one writer reads the index again after another writer changed the instance under it.
+_ROUNDS = 8
 
 
 def _store(
@@ -298,30 +311,52 @@ def _store(
     data: bytes,
     index: MetadataIndex,
     blobs: BlobStore,
+    policy: DuplicatePolicy,
 ) -> IngestResult:
     uids = (record.study_uid, record.series_uid, record.sop_uid)
     known = index.indexed_object(*uids)
-    if known is not None:  # no write at all for what is already stored
-        return _settled(record, known)
+    if known is not None:  # no write at all when the policy settles it
+        settled = _settle(record, known, blobs, policy)
+        if settled is not None:
+            return settled
     key = object_key(*uids, record.md5)
     record = replace(record, object_key=key)
     blobs.put(key, data)
     try:
-        outcome = index.add_instance(record)
+        for _ in range(_ROUNDS):
+            if known is None:
+                if index.add_instance(record) is AddOutcome.ADDED:
+                    return IngestResult(record, key, Stored.NEW)
+            elif index.replace_instance(record, known):
+                return _replaced(record, known, blobs)
+            # Another writer indexed or replaced this SOP Instance UID since we read it.
+            current = index.indexed_object(*uids)
+            if current is not None and current[1] == key:
+                # Our write did land (its answer was lost, or the repair command indexed this
+                # very object meanwhile).
+                return IngestResult(record, key, Stored.NEW) if known is None else _replaced(record, known, blobs)
+            known = current
+            if known is not None:
+                settled = _settle(record, known, blobs, policy)
+                if settled is not None:
+                    blobs.delete(key)
+                    return settled
+        raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
     except BaseException:
         _remove_unless_indexed(index, blobs, uids, key)
         raise
-    if outcome is AddOutcome.ALREADY_INDEXED:
-        # Another writer indexed this SOP Instance UID between our check and our write.
-        winner = index.indexed_object(*uids)
-        if winner is None:
-            blobs.delete(key)
-            raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
-        if winner[1] == key:  # the repair command indexed this very object meanwhile
-            return IngestResult(record, key, Stored.NEW)
-        blobs.delete(key)
-        return _settled(record, winner)
-    return IngestResult(record, key, Stored.NEW)
+
+
+def _replaced(record: InstanceRecord, old: tuple[str, str], blobs: BlobStore) -> IngestResult:
+    """The index names this writer's object instead of ``old``: the replaced object is removed
+    (a versioned bucket keeps it as a noncurrent version). If that fails, the repair command
+    removes it later: it is named by no index entry."""
+    old_key = old[1] or instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    try:
+        blobs.delete(old_key)
+    except StorageError as exc:
+        log.warning("a replaced object was left for the repair command", extra=exception_summary(exc))
+    return IngestResult(record, record.object_key, Stored.REPLACED)
 
 
 def _remove_unless_indexed(index: MetadataIndex, blobs: BlobStore, uids: tuple[str, str, str], key: str) -> None:
@@ -336,9 +371,27 @@ def _remove_unless_indexed(index: MetadataIndex, blobs: BlobStore, uids: tuple[s
         blobs.delete(key)
 
 
-def _settled(record: InstanceRecord, stored: tuple[str, str]) -> IngestResult:
-    """The answer for an instance whose SOP Instance UID is indexed already (MD5, object key)."""
+def _settle(
+    record: InstanceRecord, stored: tuple[str, str], blobs: BlobStore, policy: DuplicatePolicy
+) -> IngestResult | None:
+    """What the duplicate policy makes of an instance whose SOP Instance UID is indexed already
+    as ``stored`` (MD5, object key): an answer (or an ``InvalidInstance``), or None when this
+    writer's object is to replace it (``overwrite`` with other bytes, or any policy when the
+    object the index names is not there: an index write that landed after its writer, told it
+    had failed, removed its object)."""
     md5, key = stored
+    if policy is DuplicatePolicy.OVERWRITE and md5 != record.md5:
+        return None
+    key = key or instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    if not blobs.exists(key):
+        return None
+    if policy is DuplicatePolicy.REJECT:
+        raise InvalidInstance(
+            Reason.DUPLICATE_SOP_INSTANCE,
+            "an instance with this SOP Instance UID is already stored (this server's duplicate policy is 'reject')",
+            record.sop_class_uid,
+            record.sop_uid,
+        )
     if md5 != record.md5:
         raise InvalidInstance(
             Reason.DUPLICATE_SOP_INSTANCE,
@@ -346,5 +399,4 @@ def _settled(record: InstanceRecord, stored: tuple[str, str]) -> IngestResult:
             record.sop_class_uid,
             record.sop_uid,
         )
-    key = key or instance_key(record.study_uid, record.series_uid, record.sop_uid)
     return IngestResult(replace(record, object_key=key), key, Stored.IDENTICAL_DUPLICATE)

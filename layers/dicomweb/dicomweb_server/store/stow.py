@@ -17,6 +17,7 @@ from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, JSON, MediaType, parse
 from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
+from ..settings import DuplicatePolicy
 from .compose import compose
 from .ingest import InvalidInstance, Reason, StorageFailed, Stored, ingest
 
@@ -45,7 +46,7 @@ class StowOutcome:
     stored: list[StoredRef] = field(default_factory=list)
     failed: list[FailedRef] = field(default_factory=list)
     study_uids: set[str] = field(default_factory=set)
-    #: Instances this request stored that were not stored before (identical duplicates excluded).
+    #: Instances this request stored (new or replacing another version; identical duplicates excluded).
     new: int = 0
     #: A throttle or outage that failed an instance: its Retry-After goes with the answer.
     unavailable: ServiceUnavailable | None = None
@@ -108,6 +109,7 @@ def store(
     study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> StowOutcome:
     """Store every ``application/dicom`` part of a STOW-RS request body."""
     part_type = check_request_type(content_type)
@@ -123,6 +125,7 @@ def store(
                     expected_study_uid=study_uid,
                     max_metadata_bytes=max_metadata_bytes,
                     bulk_threshold=bulk_threshold,
+                    duplicate_policy=duplicate_policy,
                 )
             except InvalidInstance as exc:
                 failure = exc
@@ -136,7 +139,7 @@ def store(
             continue
         rec = result.record
         outcome.study_uids.add(rec.study_uid)
-        if result.outcome is Stored.NEW:
+        if result.outcome is not Stored.IDENTICAL_DUPLICATE:
             outcome.new += 1
         outcome.stored.append(
             StoredRef(

@@ -43,6 +43,7 @@ def routes(svc: Services) -> list[Route]:
             study_uid=study,
             max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
             bulk_threshold=svc.settings.bulk_data_threshold,
+            duplicate_policy=svc.settings.duplicate_policy,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
