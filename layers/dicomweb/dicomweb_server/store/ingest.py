@@ -302,8 +302,9 @@ def ingest(
     return replace(result, warnings=checked.warnings) if checked.warnings else result
 
 
-#: Times one writer reads the index again after another writer changed the instance under it.
-_ROUNDS = 8
+#: Times one writer reads the index again after another writer changed the instance under it
+#: (each time means another writer committed).
+_ROUNDS = 16
 
 
 def _store(
