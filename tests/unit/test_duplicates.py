@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from dicomweb_server.index.keys import META, series_sk, study_pk
 from dicomweb_server.search.query import Level, parse_query
 from dicomweb_server.settings import DuplicatePolicy, Settings
+from dicomweb_server.store.drop import index_dropped
 from dicomweb_server.store.ingest import InvalidInstance, Reason, Stored, ingest
 from dicomweb_server.web import create_app
 from tests.corpus import Instance, make_instance, stow_body
@@ -298,6 +299,21 @@ def test_an_entry_whose_object_is_gone_is_not_called_stored(backend, policy) -> 
     assert store(backend, a.data, policy) is Stored.REPLACED
     assert one_object(backend, a) == a.data
     assert store(backend, a.data, IDENTICAL) is Stored.IDENTICAL_DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcome"),
+    [(REJECT, ("rejected", 0x0111)), (IDENTICAL, ("rejected", 0x0111)), (OVERWRITE, ("indexed", None))],
+)
+def test_the_s3_drop_follows_the_policy(backend, policy, outcome) -> None:
+    old, new = versions(2)
+    assert store(backend, old.data, policy) is Stored.NEW
+    backend.blobs.put("incoming/again.dcm", new.data)
+    got, reason = index_dropped("incoming/again.dcm", index=backend.index, blobs=backend.blobs, duplicate_policy=policy)
+    assert (got.value, reason) == outcome
+    assert one_object(backend, old) == (new.data if policy is OVERWRITE else old.data)
+    assert ("rejected/again.dcm" in backend.objects()) is (policy is not OVERWRITE)
+    assert "incoming/again.dcm" not in backend.objects()
 
 
 # -- the setting, through the app ---------------------------------------------------------------------------
