@@ -20,6 +20,7 @@ from dicomweb_server.search.query import Level, parse_query
 from dicomweb_server.settings import DuplicatePolicy, Settings
 from dicomweb_server.store.drop import index_dropped
 from dicomweb_server.store.ingest import InvalidInstance, Reason, Stored, ingest
+from dicomweb_server.store.repair import repair
 from dicomweb_server.web import create_app
 from tests.corpus import Instance, make_instance, stow_body
 from tests.unit.conftest import BUCKET, TABLE, Backend
@@ -314,6 +315,33 @@ def test_the_s3_drop_follows_the_policy(backend, policy, outcome) -> None:
     assert one_object(backend, old) == (new.data if policy is OVERWRITE else old.data)
     assert ("rejected/again.dcm" in backend.objects()) is (policy is not OVERWRITE)
     assert "incoming/again.dcm" not in backend.objects()
+
+
+def test_a_replacement_whose_answer_was_lost_keeps_the_new_object(backend) -> None:
+    """The replacing write landed but its writer saw an error: the object the index now names
+    stays (the old one is left for the repair command, named by no entry), and sending the new
+    version again is an identical duplicate."""
+    old, new = versions(2)
+    assert store(backend, old.data, OVERWRITE) is Stored.NEW
+    _, old_key = backend.index.indexed_object(old.study_uid, old.series_uid, old.sop_uid)
+    index = backend.index
+
+    class LostAnswer:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(index, name)
+
+        def replace_instance(self, record: Any, was: tuple[str, str]) -> bool:
+            assert index.replace_instance(record, was)
+            raise TimeoutError("the answer was lost")
+
+    with pytest.raises(TimeoutError):
+        ingest(new.data, index=LostAnswer(), blobs=backend.blobs, duplicate_policy=OVERWRITE)  # type: ignore[arg-type]
+    md5, key = index.indexed_object(old.study_uid, old.series_uid, old.sop_uid)
+    assert backend.blobs.get(key) == new.data and md5 == new.md5
+    assert sorted(k for k in backend.objects() if k.startswith(old.prefix)) == sorted([key, old_key])
+    assert store(backend, new.data, OVERWRITE) is Stored.IDENTICAL_DUPLICATE
+    assert repair(index, backend.blobs, grace=0).removed == [old_key]
+    assert one_object(backend, old) == new.data
 
 
 # -- the setting, through the app ---------------------------------------------------------------------------
