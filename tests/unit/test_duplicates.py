@@ -344,6 +344,15 @@ def test_a_replacement_whose_answer_was_lost_keeps_the_new_object(backend) -> No
     assert one_object(backend, old) == new.data
 
 
+def test_repair_indexes_waiting_files_with_the_policy_it_is_given(memory) -> None:
+    old, new = versions(2)
+    assert store(memory, old.data, OVERWRITE) is Stored.NEW
+    memory.blobs.put("incoming/new.dcm", new.data)
+    report = repair(memory.index, memory.blobs, grace=0, duplicate_policy=OVERWRITE)
+    assert report.dropped == ["incoming/new.dcm"]
+    assert one_object(memory, old) == new.data
+
+
 # -- the setting, through the app ---------------------------------------------------------------------------
 
 
