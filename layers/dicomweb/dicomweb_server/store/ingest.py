@@ -277,10 +277,11 @@ def ingest(
 
     The object goes under a key of this writer's own
     (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
-    SOP Instance UID wins, and every other writer is told what the duplicate policy makes of
-    what is stored (``_settle``): removed again, or, for ``overwrite``, put in its place by one
-    more conditional write. No writer ever overwrites or deletes an object the index names, so
-    the stored object always has the MD5 its index entry names. If indexing fails, this writer's
+    SOP Instance UID wins. Every other writer is answered by the duplicate policy
+    (``_settle``): it removes its own object and is told the instance is stored or fails, or,
+    for ``overwrite``, its object replaces the indexed one by one more conditional write (and it
+    removes the object it replaced). No writer ever overwrites an object, or deletes one the index
+    names, so the stored object always has the MD5 its index entry names. If indexing fails, this writer's
     object is removed again, unless the index does name it (a write that succeeded although its
     answer was lost).
     """
