@@ -68,6 +68,12 @@ class Settings:
     #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
     #: there by the handler itself (with its key and reason), besides being moved to rejected/.
     dead_letter_queue_url: str = ""
+    #: A STOW-RS request starts no new instance once less than this is left of the Lambda's time
+    #: (or of ``stow_time_budget_ms``): the rest are answered 0xA700 with Retry-After instead of
+    #: the function being killed midway.
+    stow_time_margin_ms: int = 5000
+    #: A time limit of STOW-RS requests of its own (0: only the Lambda's); tests use tiny ones.
+    stow_time_budget_ms: int = 0
     #: What a second copy of a stored SOP Instance UID does (STOW-RS and the S3 drop).
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL
 
@@ -128,6 +134,8 @@ class Settings:
             "bulk_data_threshold": "BULK_DATA_THRESHOLD",
             "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
             "thumbnail_size": "THUMBNAIL_SIZE",
+            "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
+            "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
         }
         for field, var in text.items():
             if env.get(var):

@@ -6,7 +6,9 @@ FailureReason and leaves nothing behind, while the valid parts of the same reque
 
 from __future__ import annotations
 
+import io
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -110,12 +112,24 @@ def store(
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
+    deadline: float | None = None,
 ) -> StowOutcome:
-    """Store every ``application/dicom`` part of a STOW-RS request body."""
+    """Store every ``application/dicom`` part of a STOW-RS request body.
+
+    ``deadline`` (``time.monotonic()`` seconds): no instance is started after it; those left are
+    failed with 0xA700 and Retry-After (a Lambda about to time out answers instead of dying midway).
+    """
     part_type = check_request_type(content_type)
     parts = multipart.decode(body, content_type)
     outcome = StowOutcome()
     for label, data, failure in _instances(parts, part_type, study_uid):
+        if failure is None and deadline is not None and time.monotonic() >= deadline:
+            outcome.unavailable = ServiceUnavailable("the request ran out of time; send the rest again", retry_after=1)
+            failure = InvalidInstance(
+                Reason.OUT_OF_RESOURCES,
+                "the request ran out of time before this instance was stored; send it again",
+                *_uids_of(data),
+            )
         if failure is None:
             try:
                 result = ingest(
@@ -152,6 +166,20 @@ def store(
     if outcome.unavailable is not None and not outcome.new:
         raise outcome.unavailable  # nothing was stored: the whole request is a 503 with Retry-After
     return outcome
+
+
+def _uids_of(data: bytes) -> tuple[str, str]:
+    """(SOPClassUID, SOPInstanceUID) of an instance not stored, for its FailedSOPSequence item
+    (empty where they cannot be read cheaply)."""
+    from pydicom import dcmread
+
+    from .validate import MALFORMED
+
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+    except MALFORMED:
+        return "", ""
 
 
 def _storage_failure(exc: StorageFailed, outcome: StowOutcome) -> InvalidInstance:
