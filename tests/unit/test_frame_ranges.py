@@ -23,9 +23,9 @@ from dicomweb_server.index.dynamodb import DynamoDbIndex
 from dicomweb_server.index.keys import frames_sk, study_pk
 from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.ports import BlobChanged
-from dicomweb_server.settings import Settings
+from dicomweb_server.settings import DuplicatePolicy, Settings
 from dicomweb_server.store.drop import DropOutcome, index_dropped
-from dicomweb_server.store.ingest import ingest
+from dicomweb_server.store.ingest import Stored, ingest
 from dicomweb_server.store.repair import repair
 from dicomweb_server.web import create_app
 from tests import frames_data as fd
@@ -266,7 +266,8 @@ def test_stow_and_s3_drop_make_identical_index_entries(aws, s3_ports):
             KeyConditionExpression="pk = :p",
             ExpressionAttributeValues={":p": {"S": study_pk(study)}},
         )["Items"]
-        items.append([{k: v for k, v in i.items() if k != "obj"} for i in scan_items])
+        # obj names the writer; pgen is the study's random writer generation (duplicate policy)
+        items.append([{k: v for k, v in i.items() if k not in ("obj", "pgen")} for i in scan_items])
         for key in [k for k, _ in blobs.list("studies/")]:
             blobs.delete(key)
         aws.dynamodb.delete_table(TableName=aws.table)
@@ -361,3 +362,43 @@ def test_a_truncated_multiframe_is_refused_on_both_paths(backend, cut):
     backend.blobs.put("incoming/cut.dcm", data)
     assert index_dropped("incoming/cut.dcm", index=backend.index, blobs=backend.blobs) == (DropOutcome.REJECTED, 0xC000)
     assert [k for k in backend.objects() if not k.startswith("rejected/")] == []
+
+
+def test_an_overwrite_replaces_the_frame_table_and_removes_the_old_sidecar(aws, s3_ports):
+    """Duplicate policy ``overwrite``: the new version's frame table is the FR# item (written in
+    the replacement's transaction), the replaced version's sidecar is removed, and frames come
+    from the new object."""
+    index, blobs = s3_ports
+    first = fd.encapsulated(fd.jpeg_frames(40, 16, 16, odd_last=False))
+    old = ingest(first, index=index, blobs=blobs, max_frame_table_bytes=20)
+    study, series, sop = uids(first)
+    assert blobs.exists(frames_key(study, series, sop, old.record.md5))
+    ds = dcmread(io.BytesIO(fd.encapsulated(fd.jpeg_frames(6, 16, 16, odd_last=False))))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+    second = fd.part10(ds)
+    new = ingest(second, index=index, blobs=blobs, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    assert new.outcome is Stored.REPLACED
+    (inst,) = index.list_instances(study, series, sop)
+    assert inst.md5 == new.record.md5
+    assert inst.frames_state == "inline" and inst.frame_table is not None and inst.frame_table.count == 6
+    assert not blobs.exists(frames_key(study, series, sop, old.record.md5))
+    expected = list(generate_frames(ds.PixelData, number_of_frames=6))
+    response = app(index, blobs).get(frame_url(second, "6"), headers={"Accept": STORED})
+    assert response.status_code == 200 and response.content == expected[5]
+    assert app(index, blobs).get(frame_url(second, "33"), headers={"Accept": STORED}).status_code == 404
+
+
+def test_an_overwrite_on_memory_stores_replaces_an_inline_frame_table(backend):
+    first, _ = fd.native(fd.noise(12, 32, 32))
+    ingest(first, index=backend.index, blobs=backend.blobs)
+    study, series, sop = uids(first)
+    ds = dcmread(io.BytesIO(fd.native(fd.noise(3, 32, 32, seed=2))[0]))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+    second = fd.part10(ds)
+    ingest(second, index=backend.index, blobs=backend.blobs, duplicate_policy=DuplicatePolicy.OVERWRITE)
+    (inst,) = backend.index.list_instances(study, series, sop)
+    assert inst.frame_table is not None and inst.frame_table.count == 3
+    response = app(backend.index, backend.blobs).get(frame_url(second, "3"), headers={"Accept": STORED})
+    assert response.status_code == 200 and response.content == ds.PixelData[2 * 32 * 32 * 2 :]

@@ -91,6 +91,10 @@ class BlobStore(Protocol):
         """The object as a stream (never read whole into memory), or ``BlobNotFound``."""
         ...
 
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key`` (a HEAD request on S3)."""
+        ...
+
     def delete(self, key: str, version: str | None = None) -> None:
         """Remove the object (only that version of it, when given); deleting a missing key is not
         an error."""
@@ -136,6 +140,14 @@ class MetadataIndex(Protocol):
 
     def frame_tables_of(self, study_uid: str) -> set[tuple[str, str]]:
         """(series, SOP Instance UID) of the study's instances whose frame table is recorded."""
+        ...
+
+    def replace_instance(self, record: InstanceRecord, old: tuple[str, str]) -> bool:
+        """Make ``record`` the indexed instance in place of the one indexed as ``old`` (MD5,
+        object key), in one conditional write: False, with nothing written, when the index no
+        longer names ``old``. Its series and study follow the new instance (attributes,
+        SOPClassesInStudy, ModalitiesInStudy, postings; the counts stay), and the series'
+        ``ver`` goes up by one, as it does with every instance added."""
         ...
 
     def get_study(self, study_uid: str) -> StudySummary | None: ...

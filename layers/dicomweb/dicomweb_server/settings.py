@@ -9,11 +9,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 #: A buffered Lambda response is capped at 6 MB after base64 (4/3 growth): about 4.4 MB raw.
 DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 #: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+
+
+class DuplicatePolicy(StrEnum):
+    """What storing a SOP Instance UID that is stored already does (template parameter
+    ``DuplicatePolicy``; ``docs/duplicates.md``)."""
+
+    #: Any second copy fails (FailureReason 0x0111).
+    REJECT = "reject"
+    #: The same bytes succeed and change nothing; other bytes fail (0x0111).
+    ACCEPT_IDENTICAL = "accept-identical"
+    #: Other bytes replace the stored version (kept as a noncurrent S3 version); the same bytes
+    #: change nothing.
+    OVERWRITE = "overwrite"
 
 
 #: Environment variables every function needs: a missing one fails the cold start, naming it.
@@ -54,8 +68,24 @@ class Settings:
     rendered_max_viewport: int = 4096
     #: Thumbnails fit in a square of this many pixels unless the request gives a viewport.
     thumbnail_size: int = 128
+    #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
+    #: there by the handler itself (with its key and reason), besides being moved to rejected/.
+    dead_letter_queue_url: str = ""
+    #: A STOW-RS request starts no new instance once less than this is left of the Lambda's time
+    #: (or of ``stow_time_budget_ms``): the rest are answered 0xA700 with Retry-After instead of
+    #: the function being killed midway.
+    stow_time_margin_ms: int = 5000
+    #: A time limit of STOW-RS requests of its own (0: only the Lambda's); tests use tiny ones.
+    stow_time_budget_ms: int = 0
+    #: What a second copy of a stored SOP Instance UID does (STOW-RS and the S3 drop).
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "duplicate_policy", DuplicatePolicy(self.duplicate_policy))
+        except ValueError:
+            allowed = ", ".join(p.value for p in DuplicatePolicy)
+            raise ValueError(f"duplicate_policy must be one of {allowed}, not {self.duplicate_policy!r}") from None
         if not self.bucket_name or not self.table_name:
             raise ValueError("bucket_name and table_name must be set")
         for name in (
@@ -94,6 +124,8 @@ class Settings:
             "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
+            "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
+            "duplicate_policy": "DUPLICATE_POLICY",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
@@ -106,6 +138,8 @@ class Settings:
             "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
             "thumbnail_size": "THUMBNAIL_SIZE",
             "max_indexed_frame_table_bytes": "MAX_INDEXED_FRAME_TABLE_BYTES",
+            "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
+            "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
         }
         for field, var in text.items():
             if env.get(var):

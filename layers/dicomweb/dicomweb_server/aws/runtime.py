@@ -4,6 +4,8 @@ storage ports on boto3 clients. Imports no web module, so the indexer stays free
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -30,3 +32,21 @@ def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
         DynamoDbIndex(session.client("dynamodb", config=config), settings.table_name),
         S3BlobStore(session.client("s3", config=config), settings.bucket_name),
     )
+
+
+def dead_letters(queue_url: str) -> Callable[[dict[str, Any]], None] | None:
+    """A sender of JSON messages to the SQS queue ``queue_url`` (None without a queue)."""
+    if not queue_url:
+        return None
+    import json
+
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=10)
+    sqs = boto3.session.Session().client("sqs", config=config)
+
+    def send(message: dict[str, Any]) -> None:
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(message, sort_keys=True))
+
+    return send

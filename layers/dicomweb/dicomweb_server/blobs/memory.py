@@ -31,6 +31,9 @@ class MemoryBlobStore:
     def get_range(self, key: str, start: int, end: int) -> bytes:
         return self.get(key)[start : end + 1]
 
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
     def copy(
         self,
         source_key: str,

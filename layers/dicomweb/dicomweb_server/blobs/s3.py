@@ -69,6 +69,13 @@ class S3BlobStore:
         version = response.get("VersionId")
         return data, (version if version and version != "null" else None)
 
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:  # only the _MISSING codes come through untranslated
+            return False
+        return True
+
     def open(self, key: str) -> OpenedBlob:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)

@@ -19,6 +19,7 @@ from enum import Enum
 
 from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
 from ..ports import BlobChanged, BlobNotFound, BlobStore, MetadataIndex, OpenedBlob, Readable
+from ..settings import DuplicatePolicy
 from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Stored, ingest, with_preamble
 
 
@@ -37,6 +38,7 @@ class Dropped:
 
     key: str
     opened: OpenedBlob
+    blobs: BlobStore
     head: bytes = b""
     used: bool = False
 
@@ -45,6 +47,14 @@ class Dropped:
             raise RuntimeError("a dropped object is read once")
         self.used = True
         return _Prefixed(self.head, self.opened.body)
+
+    def whole(self) -> bytes:
+        """The object read whole by a second GET (its file meta group is to be written again),
+        or ``BlobChanged`` when that GET finds another version than the first read."""
+        again = self.blobs.open(self.key)
+        if again.etag != self.opened.etag:
+            raise BlobChanged(self.key)
+        return again.body.read()
 
     def write(self, blobs: BlobStore, key: str) -> None:
         blobs.copy(self.key, key, if_match=self.opened.etag, version=self.opened.version, size=self.opened.size)
@@ -75,6 +85,7 @@ def index_dropped(
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> tuple[DropOutcome, int | None]:
     """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
@@ -84,7 +95,7 @@ def index_dropped(
     except BlobNotFound:
         return DropOutcome.GONE, None
     head = _read_head(opened.body)
-    payload: Dropped | bytes = Dropped(key, opened, head)
+    payload: Dropped | bytes = Dropped(key, opened, blobs, head)
     if head[128:132] != b"DICM" and with_preamble(head) is not head:
         # Written without a preamble (pydicom's dcmwrite of an in-memory dataset): what is stored
         # is the completed Part-10 file, so it is read whole (such files are small in practice).
@@ -97,6 +108,7 @@ def index_dropped(
             max_metadata_bytes=max_metadata_bytes,
             max_frame_table_bytes=max_frame_table_bytes,
             bulk_threshold=bulk_threshold,
+            duplicate_policy=duplicate_policy,
         )
     except InvalidInstance as exc:
         try:
@@ -108,7 +120,7 @@ def index_dropped(
     except (BlobChanged, BlobNotFound):
         return DropOutcome.GONE, None
     blobs.delete(key, opened.version)
-    return (DropOutcome.INDEXED if result.outcome is Stored.NEW else DropOutcome.DUPLICATE), None
+    return (DropOutcome.DUPLICATE if result.outcome is Stored.IDENTICAL_DUPLICATE else DropOutcome.INDEXED), None
 
 
 def _read_head(body: Readable) -> bytes:

@@ -20,6 +20,7 @@ from ..blobs.keys import INCOMING_PREFIX, frames_key, instance_key, stored_key
 from ..ports import AddOutcome, BlobNotFound, BlobStore, MetadataIndex
 from ..records import StoredInstance
 from ..search.query import Level, parse_query
+from ..settings import DuplicatePolicy
 from ..uids import is_valid_uid
 from .drop import DropOutcome, index_dropped
 from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, read_record
@@ -66,6 +67,7 @@ def repair(
     now: Callable[[], float] = time.time,
     progress: Callable[[int], None] | None = None,
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> RepairReport:
     report = RepairReport()
     seen: set[str] = set()
@@ -87,7 +89,13 @@ def repair(
         if study_uid:
             _add_frame_tables(study_uid, instances, present, index, blobs, report, max_frame_table_bytes)
     for key, _ in list(blobs.list(INCOMING_PREFIX)):
-        outcome, _reason = index_dropped(key, index=index, blobs=blobs)
+        outcome, _reason = index_dropped(
+            key,
+            index=index,
+            blobs=blobs,
+            max_frame_table_bytes=max_frame_table_bytes,
+            duplicate_policy=duplicate_policy,
+        )
         if outcome is not DropOutcome.IGNORED:
             report.dropped.append(key)
     for study_uid in _every_study(index):

@@ -24,11 +24,12 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 
 from ..frame_table import EncapsulatedFrames, FrameTable, NativeFrames
 from .failures import InvalidInstance, Reason
+from .validate import MALFORMED
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -156,6 +157,11 @@ class Scanned:
     skipped: tuple[SkippedValue, ...] = ()
     #: Offsets pydicom gives are in the inflated dataset, not in the object.
     deflated: bool = False
+    #: The messages of the warnings pydicom gave reading the header (``store.validate`` reads them).
+    read_warnings: tuple[str, ...] = ()
+    #: The pixel data element the stream walked past: its tag and declared length (0xFFFFFFFF:
+    #: encapsulated); None when there is none or it is in ``dataset`` (deflated).
+    pixel_element: tuple[int, int] | None = None
 
 
 def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned:
@@ -178,7 +184,7 @@ def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned
             ) from None
         except io.UnsupportedOperation:
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "unreadable DICOM data: a length runs backwards") from None
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt input
+        except _CORRUPT as exc:
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
     _refuse_truncation(caught)
     tsuid = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
@@ -188,13 +194,23 @@ def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned
     _convert_all(ds)
     deflated = tsuid == _DEFLATED
     table: FrameTable | None = None
+    pixel_element: tuple[int, int] | None = None
     last_end = _end_of_last(ds)
     at = fp.tell()
     if not deflated and fp.read(4):  # the header stopped at a pixel data element
         fp.seek(at)
         implicit, little = ds.original_encoding  # as pydicom read it (a private syntax too)
-        table, last_end, pixels = _pixel_data(fp, ds, bool(implicit), little is not False)
+        # A data set whose encoding is not the declared one is read as it is, pydicom says so:
+        # the pixel data element follows the data set's encoding (``store.validate`` corrects the meta).
+        for w in caught:
+            text = str(w.message)
+            if text.startswith("Expected explicit VR, but found implicit VR"):
+                implicit = True
+            elif text.startswith("Expected implicit VR, but found explicit VR"):
+                implicit = False
+        table, last_end, pixels, declared = _pixel_data(fp, ds, bool(implicit), little is not False)
         skipped.append(pixels)
+        pixel_element = (pixels.tag, declared)
         trailing, more = _trailing(fp, bool(implicit), little is not False, defer_bytes)
         skipped += more
         if trailing is not None:
@@ -207,7 +223,8 @@ def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned
             Reason.CANNOT_UNDERSTAND,
             f"DICOM file is truncated: the data ends at byte {fp.size}, inside the last element",
         )
-    return Scanned(ds, fp.size, fp.hexdigest(), table, tuple(skipped), deflated)
+    read_warnings = tuple(str(w.message) for w in caught)
+    return Scanned(ds, fp.size, fp.hexdigest(), table, tuple(skipped), deflated, read_warnings, pixel_element)
 
 
 def _meta_end(head: bytes) -> int:
@@ -227,7 +244,10 @@ def _refuse_truncation(caught: list[warnings.WarningMessage]) -> None:
 
 
 #: What pydicom raises when it converts a corrupt raw element (a bad VR or length).
-_CORRUPT = (NotImplementedError, ValueError, TypeError, KeyError, IndexError, OverflowError, BytesLengthException)
+#: (``store.validate.MALFORMED``: a sequence cut short is an OSError or struct.error, found by the fuzz.)
+#: Not TypeError: that is a bug (``test_parse_errors``), which surfaces as itself.
+_CORRUPT: tuple[type[Exception], ...] = (*MALFORMED, KeyError, IndexError, OverflowError)
+_CORRUPT_OR_MISSING: tuple[type[Exception], ...] = (AttributeError, *_CORRUPT)
 
 
 def _raw(ds: Dataset, tag: int) -> object:
@@ -290,8 +310,11 @@ def _truncated(where: str) -> InvalidInstance:
     return InvalidInstance(Reason.CANNOT_UNDERSTAND, f"DICOM file is truncated: {where}")
 
 
-def _pixel_data(fp: Forward, ds: Dataset, implicit: bool, little: bool) -> tuple[FrameTable | None, int, SkippedValue]:
-    """Walk the pixel data element from its tag; (its frame table, where it ends, its value)."""
+def _pixel_data(
+    fp: Forward, ds: Dataset, implicit: bool, little: bool
+) -> tuple[FrameTable | None, int, SkippedValue, int]:
+    """Walk the pixel data element from its tag; (its frame table, where it ends, its value, its
+    declared length)."""
     order = "<" if little else ">"
     header = fp.read(8)
     if len(header) < 8:
@@ -313,21 +336,21 @@ def _pixel_data(fp: Forward, ds: Dataset, implicit: bool, little: bool) -> tuple
         vr = "OB" if tag == 0x7FE00010 and vr not in ("OB", "OW") else vr
     if length == 0xFFFFFFFF:
         table, end = _encapsulated(fp, ds, offset)
-        return table, end, SkippedValue(tag, vr, offset, end - 8 - offset)
+        return table, end, SkippedValue(tag, vr, offset, end - 8 - offset), length
     if fp.skip(length) < length:
         raise _truncated(
             f"element ({group:04X},{element:04X}) declares {length} bytes but only {fp.tell() - offset} are present"
         )
     pixels = SkippedValue(tag, vr, offset, length)
     if tag != 0x7FE00010:
-        return None, fp.tell(), pixels
-    return _native(ds, little, vr, offset, length), fp.tell(), pixels
+        return None, fp.tell(), pixels, length
+    return _native(ds, little, vr, offset, length), fp.tell(), pixels, length
 
 
 def _bits(ds: Dataset) -> int:
     try:
         return int(ds.get("BitsAllocated", 8) or 8)
-    except (AttributeError, *_CORRUPT):
+    except _CORRUPT_OR_MISSING:
         return 8
 
 
@@ -338,7 +361,7 @@ def _native(ds: Dataset, little: bool, vr: str, offset: int, length: int) -> Nat
         samples = int(ds.get("SamplesPerPixel", 1) or 1)
         count = max(1, int(ds.get("NumberOfFrames", 1) or 1))
         ybr_422 = str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422"
-    except (AttributeError, *_CORRUPT):
+    except _CORRUPT_OR_MISSING:
         return None  # the attributes are refused when the record is built
     if ybr_422 and samples == 3:
         samples = 2  # two chroma samples shared by each pair of pixels
@@ -401,7 +424,7 @@ def _frame_starts(ds: Dataset, basic: bytes, lengths: list[int], tails: list[byt
         count = max(1, int(ds.get("NumberOfFrames", 1) or 1))
         extended = ds.get("ExtendedOffsetTable")
         raw = bytes(extended.value) if extended is not None and extended.value else b""
-    except (AttributeError, *_CORRUPT):
+    except _CORRUPT_OR_MISSING:
         return None  # the attributes are refused when the record is built
     positions = {p: k for k, p in enumerate(_item_positions(lengths))}
     offsets: list[int] = []
@@ -451,7 +474,7 @@ def _trailing(fp: Forward, implicit: bool, little: bool, defer_bytes: int) -> tu
                 little,
                 defer_size=defer_bytes,
             )
-        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt input
+        except _CORRUPT as exc:
             raise InvalidInstance(
                 Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data after the pixel data: {type(exc).__name__}"
             ) from None
