@@ -51,6 +51,16 @@ class Settings:
     rendered_max_viewport: int = 4096
     #: Thumbnails fit in a square of this many pixels unless the request gives a viewport.
     thumbnail_size: int = 128
+    #: How long an upload session's presigned URLs are valid (and the longest a client may ask for).
+    upload_session_seconds: int = 3600
+    #: Files above this size are uploaded in parts of this size (S3 multipart; at least 5 MiB on S3).
+    upload_part_bytes: int = 64 * 1024 * 1024
+    #: Most files one upload session may announce.
+    upload_max_files: int = 1000
+    #: Most presigned URLs one session answer may carry (the answer is a buffered Lambda response).
+    upload_max_urls: int = 2000
+    #: The S3 endpoint presigned URLs name, when clients reach S3 elsewhere than the SDK's default.
+    s3_public_endpoint: str = ""
 
     def __post_init__(self) -> None:
         if not self.bucket_name or not self.table_name:
@@ -64,6 +74,10 @@ class Settings:
             "bulk_data_threshold",
             "rendered_max_viewport",
             "thumbnail_size",
+            "upload_session_seconds",
+            "upload_part_bytes",
+            "upload_max_files",
+            "upload_max_urls",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -91,6 +105,7 @@ class Settings:
             "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
+            "s3_public_endpoint": "S3_PUBLIC_ENDPOINT",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
@@ -102,6 +117,10 @@ class Settings:
             "bulk_data_threshold": "BULK_DATA_THRESHOLD",
             "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
             "thumbnail_size": "THUMBNAIL_SIZE",
+            "upload_session_seconds": "UPLOAD_SESSION_SECONDS",
+            "upload_part_bytes": "UPLOAD_PART_BYTES",
+            "upload_max_files": "UPLOAD_MAX_FILES",
+            "upload_max_urls": "UPLOAD_MAX_URLS",
         }
         for field, var in text.items():
             if env.get(var):
