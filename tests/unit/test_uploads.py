@@ -344,3 +344,50 @@ def test_the_stow_413_points_at_the_upload_session(stack):
     r = client.post("/studies", content=body, headers={"content-type": ctype})
     assert r.status_code == 413
     assert "upload session: POST http://testserver/uploads with" in r.json()["message"]
+
+
+class _Http:
+    """A requests-like session: the API through the app, presigned URLs to (moto's) S3."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    def _for(self, url: str) -> Any:
+        return self.client if url.startswith("http://testserver") else requests
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self._for(url).post(url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self._for(url).get(url, **kwargs)
+
+    def put(self, url: str, data: bytes, **kwargs: Any) -> Any:
+        return requests.put(url, data=data, **kwargs)
+
+
+def test_dicomweb_import_sends_files_too_large_for_one_request_through_a_session(stack, tmp_path):
+    from dicomweb_server.transfer import import_files
+
+    small, big = make_instance("mr", PatientID="IMPORT-UP"), big_instance(100, PatientID="IMPORT-UP")
+    (tmp_path / "small.dcm").write_bytes(small.data)
+    (tmp_path / "big.dcm").write_bytes(big.data)  # 13 MB: a multipart upload with 5 MiB parts
+    uploads.RETRY_AFTER_SECONDS, retry = 0, uploads.RETRY_AFTER_SECONDS
+    try:
+        summary = _import_in_background(stack, import_files, tmp_path)
+    finally:
+        uploads.RETRY_AFTER_SECONDS = retry
+    assert (summary.stored, summary.uploaded, summary.failed) == (1, 1, [])
+    assert indexed(stack, small.sop_uid) and indexed(stack, big.sop_uid)
+
+
+def _import_in_background(stack: Stack, import_files: Any, folder: Any) -> Any:
+    """Run the import while this thread plays the indexer (moto sends no S3 events)."""
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            import_files, [folder], url="http://testserver", headers={}, max_request_bytes=200_000,
+            http=_Http(stack.client),
+        )  # fmt: skip
+        while not running.done():
+            stack.deliver()
+            time.sleep(0.2)
+        return running.result()

@@ -225,15 +225,17 @@ def import_files(
     drop: Callable[[str, bytes], None] | None = None,
     journal: Journal | None = None,
     progress: Any = None,
+    http: Any = None,
 ) -> ImportSummary:
     """Store every DICOM file under ``paths`` through STOW-RS; files larger than one request may
     be go through upload sessions (or ``drop``, when given); ``progress`` is a tqdm-like bar
-    updated with bytes sent."""
+    updated with bytes sent; ``http`` a requests-like session (a new ``requests.Session`` by
+    default)."""
     import requests
 
     summary = ImportSummary()
     lock = threading.Lock()
-    session = requests.Session()
+    session = http or requests.Session()
 
     def send(batch: list[tuple[Source, bytes]]) -> None:
         stored, failed = _stow(session, url, headers, [data for _, data in batch])

@@ -189,9 +189,7 @@ def create_session(
 def _session(ports: UploadPorts, session_id: str, now: float) -> UploadSession:
     found = ports.sessions.get(session_id) if _SESSION_ID.fullmatch(session_id) else None
     if found is None:
-        raise NotFound(
-            f"no upload session {session_id[:40]}: not stored here (never created, or expired and removed)"
-        )
+        raise NotFound(f"no upload session {session_id[:40]}: not stored here (never created, or expired and removed)")
     if now > found.expires + KEEP_SECONDS:
         raise Gone(f"upload session {session_id} expired and its results are no longer kept")
     return found
