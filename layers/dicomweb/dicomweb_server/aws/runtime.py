@@ -20,18 +20,21 @@ copy_config_to_registered_loggers(source_logger=logger, include={"dicomweb"})
 logging.getLogger("dicomweb").setLevel(logger.log_level)
 
 
-def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
-    """The DynamoDB index and the S3 blob store, with boto3 clients built once per cold start."""
+def aws_clients() -> tuple[Any, Any]:
+    """The boto3 DynamoDB and S3 clients every function uses, built once per cold start."""
     import boto3
     from botocore.config import Config
 
     # Bounded retries with backoff for throttling and 5xx; what still fails becomes a 503 (cloud_errors).
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=20)
     session = boto3.session.Session()
-    return (
-        DynamoDbIndex(session.client("dynamodb", config=config), settings.table_name),
-        S3BlobStore(session.client("s3", config=config), settings.bucket_name),
-    )
+    return session.client("dynamodb", config=config), session.client("s3", config=config)
+
+
+def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
+    """The DynamoDB index and the S3 blob store on ``aws_clients``."""
+    dynamodb, s3 = aws_clients()
+    return DynamoDbIndex(dynamodb, settings.table_name), S3BlobStore(s3, settings.bucket_name)
 
 
 def dead_letters(queue_url: str) -> Callable[[dict[str, Any]], None] | None:
