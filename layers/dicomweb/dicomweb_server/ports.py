@@ -53,6 +53,16 @@ class BlobStore(Protocol):
         ``BlobNotFound``."""
         ...
 
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The object's bytes in pieces of at most ``chunk_size`` (memory stays at one piece), or
+        ``BlobNotFound`` before the first piece."""
+        ...
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        """A URL that GETs the object without credentials for ``seconds``, answered with
+        ``content_type``; None where the store has no such URLs (in memory)."""
+        ...
+
     def copy(self, source_key: str, target_key: str) -> None: ...
 
     def exists(self, key: str) -> bool:

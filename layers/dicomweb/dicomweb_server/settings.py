@@ -15,6 +15,12 @@ from enum import StrEnum
 DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 #: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+#: Lambda streams at most 200 MB per response; 190 MiB leaves room for multipart framing and headers.
+MAX_STREAM_RESPONSE_BYTES = 190 * 1024 * 1024
+#: When a single-part answer may be a 303 to a presigned S3 URL instead (``redirect_policy``).
+REDIRECT_POLICIES = ("never", "above-limit", "always")
+#: SigV4 presigned URLs are valid for at most 7 days (and never longer than the signing credentials).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
 class DuplicatePolicy(StrEnum):
@@ -46,6 +52,15 @@ class Settings:
     public_base_url: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: Largest answer sent as a stream (a buffered answer stops at ``max_response_bytes``); 0: the
+    #: deployment cannot stream (Mangum, the local emulator). At most 190 MiB behind Lambda.
+    stream_response_bytes: int = 0
+    #: Objects of a study or series retrieve read at once (a bounded thread pool).
+    retrieve_concurrency: int = 8
+    #: never | above-limit (a single-part answer too large to send inline) | always (every single-part answer).
+    redirect_policy: str = "never"
+    #: Lifetime of a redirect's presigned S3 URL.
+    presign_seconds: int = 300
     qido_default_limit: int = 100
     qido_max_limit: int = 1000
     #: Index items one search may read before it answers with what it found and a continuation.
@@ -97,6 +112,16 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.stream_response_bytes < 0:
+            raise ValueError("stream_response_bytes must be 0 (no streaming) or positive")
+        if self.retrieve_concurrency < 1:
+            raise ValueError("retrieve_concurrency must be at least 1")
+        if self.redirect_policy not in REDIRECT_POLICIES:
+            raise ValueError(
+                f"redirect_policy must be one of {', '.join(REDIRECT_POLICIES)}, got {self.redirect_policy!r}"
+            )
+        if not 1 <= self.presign_seconds <= MAX_PRESIGN_SECONDS:
+            raise ValueError(f"presign_seconds must be between 1 and {MAX_PRESIGN_SECONDS}")
         if self.qido_default_limit > self.qido_max_limit:
             raise ValueError("qido_default_limit must not exceed qido_max_limit")
 
@@ -123,6 +148,7 @@ class Settings:
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
             "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
             "duplicate_policy": "DUPLICATE_POLICY",
+            "redirect_policy": "REDIRECT_POLICY",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
@@ -136,6 +162,9 @@ class Settings:
             "thumbnail_size": "THUMBNAIL_SIZE",
             "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
             "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
+            "stream_response_bytes": "STREAM_RESPONSE_BYTES",
+            "retrieve_concurrency": "RETRIEVE_CONCURRENCY",
+            "presign_seconds": "PRESIGN_SECONDS",
         }
         for field, var in text.items():
             if env.get(var):

@@ -28,7 +28,9 @@ def aws_clients() -> tuple[Any, Any]:
     # Bounded retries with backoff for throttling and 5xx; what still fails becomes a 503 (cloud_errors).
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=20)
     session = boto3.session.Session()
-    return session.client("dynamodb", config=config), session.client("s3", config=config)
+    # SigV4 for presigned redirects (boto3 signs V2 against a custom endpoint such as an emulator).
+    s3_config = config.merge(Config(signature_version="s3v4"))
+    return session.client("dynamodb", config=config), session.client("s3", config=s3_config)
 
 
 def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
