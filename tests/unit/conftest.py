@@ -23,7 +23,7 @@ from dicomweb_server.settings import Settings
 from dicomweb_server.web import create_app
 from tests.corpus import create_bucket, create_table, list_keys
 
-from .doubles import Untransacted
+from .doubles import Serialized, Untransacted
 
 REGION = "eu-west-1"
 BUCKET = "dicomweb-unit-bucket"
@@ -107,8 +107,8 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     env: Aws = request.getfixturevalue("aws")
     return Backend(
         "aws",
-        DynamoDbIndex(env.dynamodb, env.table),
-        S3BlobStore(env.s3, env.bucket),
+        DynamoDbIndex(Serialized(env.dynamodb), env.table),
+        S3BlobStore(Serialized(env.s3), env.bucket),
         lambda: list_keys(env.s3, env.bucket),
         DynamoDbIndex(Untransacted(env.dynamodb), env.table),
     )

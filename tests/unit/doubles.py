@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from dicomweb_server.errors import StorageError
@@ -36,6 +37,29 @@ class Untransacted:
             ((kind, params),) = action.items()
             {"Put": self._client.put_item, "Update": self._client.update_item}[kind](**params)
         return {}
+
+
+class Serialized:
+    """A boto3 client on moto whose calls run one at a time. moto is not thread-safe (two
+    concurrent transactions can both pass their conditions, and its tables change size while
+    another thread iterates them); DynamoDB and S3 decide each call atomically. Writers on
+    several threads still interleave between calls, which is where races happen."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with Serialized._lock:
+                return found(*args, **kwargs)
+
+        return call
 
 
 def pair(page: Any) -> tuple[list[Any], bool]:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .settings import DuplicatePolicy
+
 DEFAULT_ENDPOINT = Path(".local/endpoint.json")
 
 
@@ -137,7 +139,8 @@ def _repair(args: argparse.Namespace) -> int:
         if n % 1000 == 0:
             print(f"  {n} objects examined", file=sys.stderr, flush=True)
 
-    report = repair(index, blobs, grace=args.grace, progress=progress)
+    policy = DuplicatePolicy(args.duplicate_policy)
+    report = repair(index, blobs, grace=args.grace, progress=progress, duplicate_policy=policy)
     print("\n".join(report.lines()))
     for key in report.indexed:
         print(f"indexed: {key}")
@@ -195,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack_flags(fix)
     fix.add_argument(
         "--grace", type=float, default=900.0, help="seconds a leftover object is kept (a write may be in progress)"
+    )
+    fix.add_argument(
+        "--duplicate-policy",
+        choices=[p.value for p in DuplicatePolicy],
+        default=DuplicatePolicy.ACCEPT_IDENTICAL.value,
+        help="the stack's DuplicatePolicy, for files waiting in incoming/ (docs/duplicates.md)",
     )
     fix.set_defaults(run=_repair)
     args = parser.parse_args(argv)

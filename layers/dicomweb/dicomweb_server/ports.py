@@ -53,7 +53,21 @@ class BlobStore(Protocol):
         ``BlobNotFound``."""
         ...
 
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The object's bytes in pieces of at most ``chunk_size`` (memory stays at one piece), or
+        ``BlobNotFound`` before the first piece."""
+        ...
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        """A URL that GETs the object without credentials for ``seconds``, answered with
+        ``content_type``; None where the store has no such URLs (in memory)."""
+        ...
+
     def copy(self, source_key: str, target_key: str) -> None: ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key`` (a HEAD request on S3)."""
+        ...
 
     def delete(self, key: str, version: str | None = None) -> None:
         """Remove the object (only that version of it, when given); deleting a missing key is not
@@ -88,6 +102,14 @@ class MetadataIndex(Protocol):
 
         Adding an instance that is already indexed changes nothing and returns ``ALREADY_INDEXED``.
         """
+        ...
+
+    def replace_instance(self, record: InstanceRecord, old: tuple[str, str]) -> bool:
+        """Make ``record`` the indexed instance in place of the one indexed as ``old`` (MD5,
+        object key), in one conditional write: False, with nothing written, when the index no
+        longer names ``old``. Its series and study follow the new instance (attributes,
+        SOPClassesInStudy, ModalitiesInStudy, postings; the counts stay), and the series'
+        ``ver`` goes up by one, as it does with every instance added."""
         ...
 
     def get_study(self, study_uid: str) -> StudySummary | None: ...

@@ -9,11 +9,31 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 #: A buffered Lambda response is capped at 6 MB after base64 (4/3 growth): about 4.4 MB raw.
 DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 #: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+#: Lambda streams at most 200 MB per response; 190 MiB leaves room for multipart framing and headers.
+MAX_STREAM_RESPONSE_BYTES = 190 * 1024 * 1024
+#: When a single-part answer may be a 303 to a presigned S3 URL instead (``redirect_policy``).
+REDIRECT_POLICIES = ("never", "above-limit", "always")
+#: SigV4 presigned URLs are valid for at most 7 days (and never longer than the signing credentials).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+
+
+class DuplicatePolicy(StrEnum):
+    """What storing a SOP Instance UID that is stored already does (template parameter
+    ``DuplicatePolicy``; ``docs/duplicates.md``)."""
+
+    #: Any second copy fails (FailureReason 0x0111).
+    REJECT = "reject"
+    #: The same bytes succeed and change nothing; other bytes fail (0x0111).
+    ACCEPT_IDENTICAL = "accept-identical"
+    #: Other bytes replace the stored version (kept as a noncurrent S3 version); the same bytes
+    #: change nothing.
+    OVERWRITE = "overwrite"
 
 
 #: Environment variables every function needs: a missing one fails the cold start, naming it.
@@ -32,6 +52,15 @@ class Settings:
     public_base_url: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: Largest answer sent as a stream (a buffered answer stops at ``max_response_bytes``); 0: the
+    #: deployment cannot stream (Mangum, the local emulator). At most 190 MiB behind Lambda.
+    stream_response_bytes: int = 0
+    #: Objects of a study or series retrieve read at once (a bounded thread pool).
+    retrieve_concurrency: int = 8
+    #: never | above-limit (a single-part answer too large to send inline) | always (every single-part answer).
+    redirect_policy: str = "never"
+    #: Lifetime of a redirect's presigned S3 URL.
+    presign_seconds: int = 300
     qido_default_limit: int = 100
     qido_max_limit: int = 1000
     #: Index items one search may read before it answers with what it found and a continuation.
@@ -61,8 +90,24 @@ class Settings:
     upload_max_urls: int = 2000
     #: The S3 endpoint presigned URLs name, when clients reach S3 elsewhere than the SDK's default.
     s3_public_endpoint: str = ""
+    #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
+    #: there by the handler itself (with its key and reason), besides being moved to rejected/.
+    dead_letter_queue_url: str = ""
+    #: A STOW-RS request starts no new instance once less than this is left of the Lambda's time
+    #: (or of ``stow_time_budget_ms``): the rest are answered 0xA700 with Retry-After instead of
+    #: the function being killed midway.
+    stow_time_margin_ms: int = 5000
+    #: A time limit of STOW-RS requests of its own (0: only the Lambda's); tests use tiny ones.
+    stow_time_budget_ms: int = 0
+    #: What a second copy of a stored SOP Instance UID does (STOW-RS and the S3 drop).
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "duplicate_policy", DuplicatePolicy(self.duplicate_policy))
+        except ValueError:
+            allowed = ", ".join(p.value for p in DuplicatePolicy)
+            raise ValueError(f"duplicate_policy must be one of {allowed}, not {self.duplicate_policy!r}") from None
         if not self.bucket_name or not self.table_name:
             raise ValueError("bucket_name and table_name must be set")
         for name in (
@@ -81,6 +126,16 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.stream_response_bytes < 0:
+            raise ValueError("stream_response_bytes must be 0 (no streaming) or positive")
+        if self.retrieve_concurrency < 1:
+            raise ValueError("retrieve_concurrency must be at least 1")
+        if self.redirect_policy not in REDIRECT_POLICIES:
+            raise ValueError(
+                f"redirect_policy must be one of {', '.join(REDIRECT_POLICIES)}, got {self.redirect_policy!r}"
+            )
+        if not 1 <= self.presign_seconds <= MAX_PRESIGN_SECONDS:
+            raise ValueError(f"presign_seconds must be between 1 and {MAX_PRESIGN_SECONDS}")
         if self.qido_default_limit > self.qido_max_limit:
             raise ValueError("qido_default_limit must not exceed qido_max_limit")
 
@@ -106,6 +161,9 @@ class Settings:
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
             "s3_public_endpoint": "S3_PUBLIC_ENDPOINT",
+            "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
+            "duplicate_policy": "DUPLICATE_POLICY",
+            "redirect_policy": "REDIRECT_POLICY",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
@@ -121,6 +179,11 @@ class Settings:
             "upload_part_bytes": "UPLOAD_PART_BYTES",
             "upload_max_files": "UPLOAD_MAX_FILES",
             "upload_max_urls": "UPLOAD_MAX_URLS",
+            "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
+            "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
+            "stream_response_bytes": "STREAM_RESPONSE_BYTES",
+            "retrieve_concurrency": "RETRIEVE_CONCURRENCY",
+            "presign_seconds": "PRESIGN_SECONDS",
         }
         for field, var in text.items():
             if env.get(var):

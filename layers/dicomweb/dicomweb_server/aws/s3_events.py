@@ -1,4 +1,10 @@
-"""The Lambda handler for S3 ObjectCreated events (the indexer function)."""
+"""The Lambda handler for S3 ObjectCreated events (the indexer function).
+
+A file that is not a valid instance (not DICOM, truncated, empty) is handled, not failed: the
+drop moves it to ``rejected/``, the handler reports it on the dead-letter queue with its key and
+FailureReason and counts it (``drop_rejected``), and the other records of the event go on. Only
+what the handler cannot handle (storage down after the retries) fails the invocation, so the
+function's OnFailure destination (the same queue) receives the event after its retries."""
 
 from __future__ import annotations
 
@@ -9,16 +15,17 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from ..blobs.keys import UPLOADS_PREFIX
+from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX, UPLOADS_PREFIX
 from ..settings import Settings
-from ..store.drop import index_dropped
+from ..store.drop import DropOutcome, index_dropped
 from ..store.uploads import index_upload
-from .runtime import aws_ports, logger, metrics, upload_ports
+from .runtime import aws_ports, dead_letters, logger, metrics, upload_ports
 
 
 def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     settings = settings or Settings.from_env()
     index, blobs = aws_ports(settings)
+    report = dead_letters(settings.dead_letter_queue_url)
     sessions = upload_ports(settings).sessions
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
@@ -37,6 +44,8 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                     index=index,
                     blobs=blobs,
                     max_metadata_bytes=settings.max_indexed_metadata_bytes,
+                    bulk_threshold=settings.bulk_data_threshold,
+                    duplicate_policy=settings.duplicate_policy,
                 )
                 counts[f"upload_{uploaded.value}"] = counts.get(f"upload_{uploaded.value}", 0) + 1
                 metrics.add_metric(name=f"upload_{uploaded.value}", unit=MetricUnit.Count, value=1)
@@ -47,10 +56,21 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 blobs=blobs,
                 max_metadata_bytes=settings.max_indexed_metadata_bytes,
                 bulk_threshold=settings.bulk_data_threshold,
+                duplicate_policy=settings.duplicate_policy,
             )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
-            if reason is not None:
-                logger.warning("dropped file rejected", extra={"failure_reason": f"{reason:04X}"})
+            if outcome is DropOutcome.REJECTED:
+                logger.warning("dropped file rejected", extra={"failure_reason": f"{reason or 0:04X}"})
+                if report is not None:
+                    report(
+                        {
+                            "kind": "rejected-drop",
+                            "bucket": settings.bucket_name,
+                            "key": key,
+                            "moved_to": REJECTED_PREFIX + key[len(INCOMING_PREFIX) :],
+                            "failure_reason": f"{reason or 0:04X}",
+                        }
+                    )
             metrics.add_metric(name=f"drop_{outcome.value}", unit=MetricUnit.Count, value=1)
         logger.info("indexed S3 drop", extra=counts)
         return counts

@@ -29,6 +29,16 @@ class MemoryBlobStore:
     def get_range(self, key: str, start: int, end: int) -> bytes:
         return self.get(key)[start : end + 1]
 
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        data = self.get(key)
+        return (data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        return None
+
     def copy(self, source_key: str, target_key: str) -> None:
         self.put(target_key, self.get(source_key))
 

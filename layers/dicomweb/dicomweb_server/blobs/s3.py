@@ -18,6 +18,7 @@ _MISSING = ("NoSuchKey", "404", "NotFound")
 
 class S3BlobStore:
     def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
         self._s3 = translating(client, "S3", expected=_MISSING)
         self.bucket = bucket
 
@@ -48,6 +49,40 @@ class S3BlobStore:
             raise translate(exc, "S3", "GetObject") from exc
         version = response.get("VersionId")
         return data, (version if version and version != "null" else None)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:  # only the _MISSING codes come through untranslated
+            return False
+        return True
+
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            raise BlobNotFound(key) from None
+        return self._pieces(response["Body"], chunk_size)
+
+    @staticmethod
+    def _pieces(body: Any, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except BotoCoreError as exc:  # the connection broke mid-object
+            raise translate(exc, "S3", "GetObject") from exc
+        finally:
+            body.close()
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        """A SigV4 presigned GET (the client must be configured with ``signature_version="s3v4"``:
+        boto3's default against a custom endpoint is V2, which some emulators do not check). In
+        Lambda the URL also stops working when the role's session credentials expire."""
+        url: str = self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
+            ExpiresIn=seconds,
+        )
+        return url
 
     def copy(self, source_key: str, target_key: str) -> None:
         try:

@@ -7,10 +7,16 @@ matching, and metadata without bulk data.
 
 from __future__ import annotations
 
+import base64
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom import config as pydicom_config
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 
 from ..errors import BadRequest
@@ -172,7 +178,7 @@ class BulkElement:
 
     __slots__ = ("candidates", "element", "path")
 
-    def __init__(self, path: str, element: DataElement, candidates: tuple[int, ...] = ()) -> None:
+    def __init__(self, path: str, element: DataElement | RawDataElement, candidates: tuple[int, ...] = ()) -> None:
         self.path = path
         self.element = element
         self.candidates = candidates
@@ -192,10 +198,300 @@ class BulkElement:
         return None
 
 
+# --- the fast builder -------------------------------------------------------------------------------
+#
+# ``_convert`` (the reference, ``metadata_by_pydicom``) converts every element into a ``DataElement``
+# (through the dataset's ``__getitem__``, the conversion hooks and the value classes) before it writes
+# JSON; for a typical CT slice that is three quarters of the CPU time of ingesting it. The builder
+# below writes the same JSON straight from the raw element bytes for the common well-formed cases,
+# following pydicom's own value converters (``pydicom.values``) rule for rule, and hands every other
+# element to pydicom (``DataElement.to_json_dict``, as ``_convert`` does): person names, AT, UN,
+# ambiguous or unknown VRs, private tags read as Implicit VR, text with ISO 2022 escapes or bytes the
+# character set cannot decode, numbers that are not plain decimals, and any pydicom configuration
+# other than the defaults. Bulk data (``is_bulk``) becomes a ``BulkDataURI`` and a ``BulkElement``
+# as in ``_convert``. The unit tests compare the two on pydicom's own test files.
+
+_PIXEL = frozenset(PIXEL_TAGS)
+_STRUCT = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
+_BINARY = frozenset(("OB", "OD", "OF", "OL", "OV", "OW"))
+_DS = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_IS = re.compile(r"\s*[+-]?\d+\s*")
+#: LUT descriptors: pydicom adjusts their first value when read as SS.
+_LUT_DESCRIPTORS = frozenset((0x00281101, 0x00281102, 0x00281103, 0x00283002))
+
+
+def _defaults() -> bool:
+    """pydicom is configured as the fast builder assumes (its converters' defaults)."""
+    return not (
+        pydicom_config.datetime_conversion
+        or pydicom_config.use_DS_numpy
+        or pydicom_config.use_IS_numpy
+        or pydicom_config.use_DS_decimal
+        or not hooks_are_default()
+    )
+
+
+def hooks_are_default() -> bool:
+    from pydicom import hooks as pydicom_hooks
+
+    return bool(
+        pydicom_hooks.hooks.raw_element_vr is pydicom_hooks.raw_element_vr
+        and pydicom_hooks.hooks.raw_element_value is pydicom_hooks.raw_element_value
+    )
+
+
+def _strings(vr: str, items: list[str]) -> DicomJson:
+    """``{"vr": vr, "Value": items}`` as pydicom writes it: no Value for a single empty value."""
+    if len(items) == 1 and not items[0]:
+        return {"vr": vr}
+    return {"vr": vr, "Value": items}
+
+
+#: A converter takes (VR, raw element, its non-empty bytes, the character set's Python encodings)
+#: and gives the element's JSON, None for a bulk value left out, or False to leave it to pydicom.
+_Result = DicomJson | None | bool
+_Converter = Callable[[str, RawDataElement, bytes, list[str]], _Result]
+
+
+def _numbers(code: str, kind: type) -> _Converter:
+    size = struct.calcsize("=" + code)
+
+    def convert(vr: str, raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+        if len(value) % size or raw.tag in _LUT_DESCRIPTORS:
+            return False
+        numbers = struct.unpack(f"{'<' if raw.is_little_endian else '>'}{len(value) // size}{code}", value)
+        return {"vr": vr, "Value": [kind(n) for n in numbers]}
+
+    return convert
+
+
+def _binary(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:  # not bulk data
+    return {"vr": vr, "InlineBinary": base64.b64encode(value).decode("ascii")}
+
+
+def _decoded(value: bytes, encodings: list[str]) -> str | None:
+    """pydicom's ``decode_bytes`` when it takes its shortcut (no ISO 2022 escape); None otherwise."""
+    if b"\x1b" in value:
+        return None
+    try:
+        return value.decode(encodings[0])
+    except (UnicodeError, LookupError):
+        return None
+
+
+def _text(vr: str, _raw: RawDataElement, value: bytes, encodings: list[str]) -> _Result:  # convert_text
+    text = _decoded(value, encodings)
+    if text is None:
+        return False
+    return _strings(vr, [v.rstrip("\0 ") for v in text.split("\\")])
+
+
+def _single_text(vr: str, _raw: RawDataElement, value: bytes, encodings: list[str]) -> _Result:
+    text = _decoded(value, encodings)  # convert_single_string
+    if text is None:
+        return False
+    return _strings(vr, [text.rstrip("\0 ")])
+
+
+# The VRs below are decoded with pydicom's default_encoding (ISO 8859-1) whatever the character set.
+
+
+def _split(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:  # convert_string
+    return _strings(vr, value.decode("latin_1").rstrip(" \x00").split("\\"))
+
+
+def _ui(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:  # the UID class strips
+    return _strings(vr, [v.strip() for v in value.decode("latin_1").rstrip("\0 ").split("\\")])
+
+
+def _ae(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    return _strings(vr, [v.strip() for v in value.decode("latin_1").split("\\")])
+
+
+def _ur(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    return _strings(vr, [value.decode("latin_1").rstrip()])
+
+
+def _ds(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    items = value.decode("latin_1").strip().rstrip(" \x00").split("\\")
+    if not all(_DS.fullmatch(v) for v in items):
+        return False  # empty values, NaN, commas...: pydicom decides (or raises)
+    return {"vr": vr, "Value": [float(v) for v in items]}
+
+
+def _is(vr: str, _raw: RawDataElement, value: bytes, _enc: list[str]) -> _Result:
+    items = value.decode("latin_1").rstrip(" \x00").split("\\")
+    if not all(_IS.fullmatch(v) for v in items):
+        return False
+    return {"vr": vr, "Value": [int(v) for v in items]}
+
+
+_CONVERTERS: dict[str, _Converter] = {
+    **{vr: _numbers(code, float if vr in ("FL", "FD") else int) for vr, code in _STRUCT.items()},
+    **dict.fromkeys(_BINARY, _binary),
+    **dict.fromkeys(("SH", "LO", "UC"), _text),
+    **dict.fromkeys(("ST", "LT", "UT"), _single_text),
+    **dict.fromkeys(("AS", "CS", "DA", "DT", "TM"), _split),
+    "UI": _ui,
+    "AE": _ae,
+    "UR": _ur,
+    "DS": _ds,
+    "IS": _is,
+}  # not here, so left to pydicom: PN, AT, UN, SQ (recursed into), ambiguous and unknown VRs
+
+
+def _vr_of(raw: RawDataElement) -> str | None:
+    """The VR pydicom would give a raw element read as Implicit VR, when the dictionary says it."""
+    if raw.tag >> 16 & 1:  # private: pydicom asks its private dictionary
+        return None
+    try:
+        return str(dictionary_VR(raw.tag))
+    except KeyError:
+        return None
+
+
+class _Builder:
+    """DICOM JSON with bulk data URIs (``_convert``'s), the bulk elements in document order, and
+    which top-level keys hold a bulk data URI somewhere."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.bulk: list[BulkElement] = []
+        self.bulk_keys: set[str] = set()
+        self.fast = _defaults()
+
+    def dataset(
+        self, ds: Dataset, parents: tuple[tuple[int, int], ...], bases: frozenset[int], top: str | None
+    ) -> DicomJson:
+        out: DicomJson = {}
+        store = ds._dict
+        charset: Any = None
+        for tag in sorted(store, key=int):  # the order ``for elem in ds`` gives (int: C comparisons)
+            key = f"{tag:08X}"
+            here = top or key
+            raw = store[tag]
+            found: DicomJson | bool = False
+            if isinstance(raw, RawDataElement) and self.fast:
+                vr = raw.VR or _vr_of(raw)
+                if vr == "SQ":
+                    found = self.sequence(ds[tag], parents, bases, here)
+                else:
+                    convert = _CONVERTERS.get(vr)  # type: ignore[arg-type]
+                    value = raw.value
+                    if convert is None or value is None:  # None: a deferred read
+                        pass
+                    elif tag in _PIXEL or (vr in BULK_VRS and len(value) > self.threshold):
+                        found = self.bulk_uri(str(vr), raw, raw.value_tell, parents, bases, here)
+                    elif not value:
+                        found = {"vr": vr}
+                    else:
+                        if charset is None:
+                            charset = _encodings(ds)
+                        found = convert(vr, raw, value, charset)  # type: ignore[arg-type,assignment]
+            elif isinstance(raw, DataElement) and raw.VR == "SQ":
+                found = self.sequence(raw, parents, bases, here)
+            if found is False:
+                found = self.element(ds[tag], parents, bases, here)
+            out[key] = found
+        return out
+
+    def sequence(
+        self, elem: DataElement, parents: tuple[tuple[int, int], ...], bases: frozenset[int], top: str
+    ) -> DicomJson:
+        inner = _where(elem, bases)
+        items = [self.dataset(item, (*parents, (int(elem.tag), i)), inner, top) for i, item in enumerate(elem.value)]
+        return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+
+    def bulk_uri(
+        self,
+        vr: str,
+        elem: DataElement | RawDataElement,
+        tell: int | None,
+        parents: tuple[tuple[int, int], ...],
+        bases: frozenset[int],
+        top: str,
+    ) -> DicomJson:
+        path = tag_path(parents, int(elem.tag))
+        where = frozenset() if tell is None else frozenset({tell, *(base + tell for base in bases)})
+        self.bulk.append(BulkElement(path, elem, tuple(sorted(where))))
+        self.bulk_keys.add(top)
+        return {"vr": vr, "BulkDataURI": BULK_PREFIX + path}
+
+    def element(
+        self, elem: DataElement, parents: tuple[tuple[int, int], ...], bases: frozenset[int], top: str
+    ) -> DicomJson:
+        if elem.VR == "SQ":
+            return self.sequence(elem, parents, bases, top)
+        if is_bulk(elem, self.threshold):
+            return self.bulk_uri(str(elem.VR), elem, elem.file_tell, parents, bases, top)
+        found: DicomJson = elem.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=self.threshold)
+        return found
+
+
+def _encodings(ds: Dataset) -> list[str]:
+    found = ds.original_character_set or ds._character_set
+    return [found] if isinstance(found, str) else list(found)
+
+
+@dataclass(frozen=True)
+class InstanceJson:
+    """An instance's WADO-RS metadata (bulk data as URIs), its bulk elements, and which top-level
+    attributes hold bulk data."""
+
+    metadata: DicomJson
+    bulk: list[BulkElement]
+    bulk_keys: frozenset[str]
+
+    def select(self, ds: Dataset, keywords: tuple[str, ...]) -> DicomJson:
+        """What ``records.select(ds, keywords)`` gives (every value inline), from the metadata."""
+        out: DicomJson = {}
+        for keyword in keywords:
+            tag = tag_for_keyword(keyword)
+            if tag is None:
+                continue
+            key = f"{tag:08X}"
+            elem = self.metadata.get(key)
+            if elem is None:
+                continue
+            if key in self.bulk_keys or elem.get("vr") == "SQ":
+                # bulk data inline, and an empty sequence with its empty Value, as pydicom writes them
+                out[key] = ds[tag].to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=10_000_000)
+            else:
+                out[key] = {**elem}
+        return out
+
+
+def uid_text(ds: Dataset, keyword: str) -> str:
+    """``str(ds.get(keyword, "") or "").strip()`` for a UI attribute, read from the raw bytes when it
+    can be, without pydicom's conversion (a multi-valued one: its values joined by backslashes, which
+    is no valid UID either)."""
+    tag = tag_for_keyword(keyword)
+    raw = ds._dict.get(tag) if tag is not None else None  # type: ignore[call-overload]
+    if raw is None:
+        return ""
+    if isinstance(raw, RawDataElement) and raw.value is not None and (raw.VR or _vr_of(raw)) == "UI" and _defaults():
+        return "\\".join(v.strip() for v in raw.value.decode("latin_1").rstrip("\0 ").split("\\"))
+    return str(ds.get(keyword, "") or "").strip()
+
+
+def instance_json(ds: Dataset, threshold: int = BULK_THRESHOLD) -> InstanceJson:
+    """WADO-RS metadata of an instance with bulk data URIs, written by the fast builder: equal to
+    ``metadata_by_pydicom(ds, threshold)``, bulk elements and all."""
+    builder = _Builder(threshold)
+    body = builder.dataset(ds, (), frozenset(), None)
+    return InstanceJson(body, builder.bulk, frozenset(builder.bulk_keys))
+
+
 def metadata_with_bulk(ds: Dataset, threshold: int = BULK_THRESHOLD) -> tuple[DicomJson, list[BulkElement]]:
     """WADO-RS metadata of an instance (PS3.18 §10.4.1.1.2): every attribute, bulk data as a
     ``BulkDataURI`` relative to the instance (``bulkdata/{tag path}``, made absolute when sent),
     smaller binary values as ``InlineBinary``; and the bulk elements found, in document order."""
+    built = instance_json(ds, threshold)
+    return built.metadata, built.bulk
+
+
+def metadata_by_pydicom(ds: Dataset, threshold: int = BULK_THRESHOLD) -> tuple[DicomJson, list[BulkElement]]:
+    """The same, every element converted by pydicom (the reference the fast builder must match)."""
     bulk: list[BulkElement] = []
     return _convert(ds, threshold, (), frozenset(), bulk), bulk
 

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
+import random
+import secrets
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ServiceUnavailable
+from ..errors import ServiceUnavailable, StorageError
+from ..formats import dicom_json as dj
 from ..ports import AddOutcome, Page
 from ..records import InstanceRecord, SeriesSummary, StoredInstance, StudySummary
 from ..search import results
 from ..search.ordering import instance_order, series_order, study_order, study_sort_text
 from ..search.query import Query, split_study_keys
 from . import keys
-from .items import Action, ConditionFailed, Contention, Item, ItemStore, Put, Range, Update
+from .items import Action, ConditionFailed, Contention, Delete, Item, ItemStore, Put, Range, Update, key_of
 from .keys import META, instance_sk, series_sk, study_pk
 from .plan import ByUids, Walk, plan_series, plan_studies
 
@@ -28,6 +33,9 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
 
 _RETRIES = 6
+#: A replacement that changes the study is serialized with every write to the study: each failed
+#: attempt means another writer committed.
+_REPLACE_RETRIES = 12
 #: TransactWriteItems takes at most 100 actions.
 _MAX_ACTIONS = 100
 #: Prefix catalog entries a writer remembers before it starts over.
@@ -36,6 +44,8 @@ _KNOWN_MAX = 100_000
 _PAGE = 100
 #: Partitions read at once (a group has SHARDS partitions per modality or value).
 _PARALLEL = 8
+
+log = logging.getLogger("dicomweb.index")
 
 
 class ItemIndex:
@@ -61,17 +71,7 @@ class ItemIndex:
     def add_instance(self, record: InstanceRecord) -> AddOutcome:
         for attempt in range(_RETRIES):
             study = self.store.get(study_pk(record.study_uid), META)
-            actions = self._actions(record, study)
-            if len(actions) > _MAX_ACTIONS:
-                # A study with very many name postings: the postings that do not fit go first, in
-                # transactions of their own. They are idempotent, and a posting whose study does
-                # not exist (yet, or under another sort key) is skipped when read.
-                fixed = [a for a in actions if not _spare(a)]
-                spare = [a for a in actions if _spare(a)]
-                room = _MAX_ACTIONS - len(fixed)
-                for start in range(room, len(spare), _MAX_ACTIONS):
-                    self._transact_spare(spare[start : start + _MAX_ACTIONS])
-                actions = fixed + spare[:room]
+            actions = self._fit(self._actions(record, study))
             try:
                 self.store.transact(actions)
                 if not study:
@@ -88,6 +88,176 @@ class ItemIndex:
         raise ServiceUnavailable(
             "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
         )
+
+    def _fit(self, actions: list[Action]) -> list[Action]:
+        """What fits one transaction: when there is more, the postings that do not fit go first,
+        in transactions of their own. They are idempotent, and a posting whose study does not
+        exist (yet), carries another sort key or other values is skipped when read."""
+        if len(actions) <= _MAX_ACTIONS:
+            return actions
+        fixed = [a for a in actions if not _spare(a)]
+        spare = [a for a in actions if _spare(a)]
+        room = _MAX_ACTIONS - len(fixed)
+        if room < 0:
+            raise StorageError(f"this change needs {len(fixed)} index writes in one transaction (at most 100)")
+        for start in range(room, len(spare), _MAX_ACTIONS):
+            self._transact_spare(spare[start : start + _MAX_ACTIONS])
+        return fixed + spare[:room]
+
+    def replace_instance(self, record: InstanceRecord, old: tuple[str, str]) -> bool:
+        """Make ``record`` the indexed instance in place of the one whose (MD5, object key) is
+        ``old``, in one transaction conditioned on the entry still naming ``old``; False (nothing
+        written) when it names something else by now. The instance count stays; the series and
+        study attributes become the new instance's, SOPClassesInStudy and ModalitiesInStudy are
+        counted again when its values changed, the study's postings follow changed study
+        attributes, and the series and study ``ver`` go up by one. A change of the study
+        attributes is serialized with every other write to the study (its ``ver``)."""
+        pk = study_pk(record.study_uid)
+        isk, ssk = instance_sk(record.series_uid, record.sop_uid), series_sk(record.series_uid)
+        for attempt in range(_REPLACE_RETRIES):
+            found = {i["sk"]: i for i in self.store.batch_get([(pk, isk), (pk, ssk), (pk, META)])}
+            inst = found.get(isk)
+            if inst is None or (str(inst["md5"]), str(inst.get("obj", ""))) != old:
+                return False
+            actions, stale = self._replacement(record, old, inst, found[ssk], found[META])
+            try:
+                self.store.transact(self._fit(actions))
+            except ConditionFailed as exc:
+                if exc.index == 0:  # another writer replaced the instance first
+                    return False
+                # The study changed meanwhile (another writer committed): read it again.
+                self._sleep(random.uniform(0, 0.01 * attempt))  # noqa: S311 - jitter, not security
+                continue
+            except Contention:
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+                continue
+            self._sweep(stale)
+            return True
+        raise ServiceUnavailable(
+            "the index is busy with concurrent writes to this study; send the instance again", retry_after=1
+        )
+
+    def _replacement(
+        self, record: InstanceRecord, old: tuple[str, str], inst: Item, series: Item, study: Item
+    ) -> tuple[list[Action], list[Delete]]:
+        """The transaction that replaces ``inst`` by ``record`` (its first action the instance's
+        conditional Put), and the postings to remove once it has committed."""
+        pk, uid = study_pk(record.study_uid), record.study_uid
+        old_series = json.loads(series["attrs"])
+        old_study = json.loads(study["attrs"])
+        old_sort = str(study.get("sort") or study_sort_text(old_study))
+        new_sort = old_sort if record.study == old_study else study_sort_text(record.study)
+        old_mod = str(inst.get("mod") or dj.first(old_series, "00080060", "") or "")
+        study_changed, sort_changed = record.study != old_study, new_sort != old_sort
+        series_changed = record.series != old_series
+        recount = str(inst.get("sop_class", "")) != record.sop_class_uid or old_mod != record.modality
+        actions: list[Action] = [
+            Put(self._instance_item(record), expect={"md5": old[0], "obj": old[1] or None}),
+            Update(
+                pk,
+                series_sk(record.series_uid),
+                fields={"attrs": json.dumps(record.series)} if series_changed else {},
+                add={"ver": 1},
+                if_exists=True,
+            ),
+        ]
+        fields: dict[str, Any] = {}
+        old_mods = set(study.get("mods", set()))
+        mods, classes = old_mods, set(study.get("classes", set()))
+        others = self._series_items(uid) if recount or sort_changed else {}
+        if recount:
+            mods, classes = self._counted(record, others)
+            fields |= {"mods": mods, "classes": classes}
+        stale: list[Delete] = []
+        gen = study.get("pgen")
+        if study_changed:
+            fields |= {"attrs": json.dumps(record.study), "sort": new_sort, "pgen": secrets.token_hex(6)}
+            before = self._study_postings(record, old_study, old_sort, old_mods)
+            after = _tagged(self._study_postings(record, record.study, new_sort, mods), fields["pgen"])
+            kept = {key_of(Put(p)) for p in after}
+            actions += [Put(p) for p in after]
+            stale = [Delete(p["pk"], p["sk"], expect={"gen": gen}) for p in before if key_of(Put(p)) not in kept]
+            month = keys.month_of(new_sort)
+            actions.append(Update(*keys.CATALOG, add={"months": {month}}))
+            actions += [
+                Update(*keys.prefix_catalog(kind, prefix), add={"months": {month}})
+                for kind, prefix in sorted(keys.dense_prefixes(record))
+            ]
+        elif record.modality and record.modality not in old_mods:
+            actions += [Put(p) for p in _tagged(keys.modality_postings(record.modality, old_sort, uid), gen)]
+        # Series postings carry the study's sort key and the series' rank and modality: they move
+        # in this transaction (their reads do not check the study's sort key).
+        moved = (
+            {se: (json.loads(item["attrs"]), json.loads(item["attrs"])) for se, item in others.items()}
+            if sort_changed
+            else {}
+        )
+        if series_changed or sort_changed:
+            moved[record.series_uid] = (old_series, record.series)
+        for se, (before_attrs, after_attrs) in sorted(moved.items()):
+            gone = keys.series_posting(uid, se, before_attrs, old_sort)
+            new = keys.series_posting(uid, se, after_attrs, new_sort)
+            if gone and (not new or key_of(Put(gone)) != key_of(Put(new))):
+                actions.append(Delete(gone["pk"], gone["sk"]))
+            if new and (not gone or key_of(Put(gone)) != key_of(Put(new))):
+                actions.append(Put(new))
+        serialized = bool(fields) or series_changed
+        actions.append(
+            Update(
+                pk,
+                META,
+                fields=fields,
+                add={"ver": 1},
+                if_exists=True,
+                expect={"ver": study.get("ver")} if serialized else None,
+            )
+        )
+        return actions, stale
+
+    def _counted(self, record: InstanceRecord, series: dict[str, Item]) -> tuple[set[str], set[str]]:
+        """ModalitiesInStudy and SOPClassesInStudy counted over every instance of the study, with
+        ``record`` in place of its indexed version (instances indexed before instance items named
+        their modality count with their series' one)."""
+        mods: set[str] = {record.modality} if record.modality else set()
+        classes = {record.sop_class_uid}
+        for item in self._all(study_pk(record.study_uid), "IN#", ("sop_class", "mod")):
+            _, se, sop = item["sk"].split("#", 2)
+            if (se, sop) == (record.series_uid, record.sop_uid):
+                continue
+            classes.add(str(item["sop_class"]))
+            attrs = json.loads(series[se]["attrs"]) if se in series else {}
+            mod = str(item.get("mod") or dj.first(attrs, "00080060", "") or "")
+            mods |= {mod} if mod else set()
+        return mods, classes
+
+    @staticmethod
+    def _study_postings(record: InstanceRecord, attrs: dict[str, Any], sort14: str, mods: set[str]) -> list[Item]:
+        """Every study posting of a study with these attributes, sort key and modalities."""
+        probe = replace(record, study=attrs, series={})
+        out = keys.study_postings(probe, sort14)
+        for modality in sorted(mods):
+            out += keys.modality_postings(modality, sort14, record.study_uid)
+        return out
+
+    def _sweep(self, stale: list[Delete]) -> None:
+        """Remove the postings a replacement left behind, unless a later writer wrote them again
+        (their ``gen`` changed). Best effort once the replacement has committed: a posting left
+        behind is skipped or filtered when read, it only costs a read."""
+        pending = list(stale)
+        try:
+            for attempt in range(len(pending) + _RETRIES):
+                if not pending:
+                    return
+                chunk = pending[:_MAX_ACTIONS]
+                try:
+                    self.store.transact(chunk)
+                    pending = pending[len(chunk) :]
+                except ConditionFailed as exc:
+                    del pending[exc.index]  # written again by a later writer: it stays
+                except Contention:
+                    self._sleep(min(0.05 * 2**attempt, 1.0))
+        except StorageError as exc:
+            log.warning("stale postings left after a replacement", extra={"error": type(exc).__name__})
 
     def _transact_spare(self, actions: list[Action]) -> None:
         for attempt in range(_RETRIES):
@@ -111,24 +281,29 @@ class ItemIndex:
             return str(study["sort"])
         return study_sort_text(record.study)
 
-    def _actions(self, record: InstanceRecord, study: Item | None) -> list[Action]:
-        pk = study_pk(record.study_uid)
-        meta = zlib.compress(json.dumps(record.metadata).encode()) if record.metadata is not None else None
-        instance = {
-            "pk": pk,
+    @staticmethod
+    def _instance_item(record: InstanceRecord) -> Item:
+        instance: Item = {
+            "pk": study_pk(record.study_uid),
             "sk": instance_sk(record.series_uid, record.sop_uid),
             "type": "instance",
             "attrs": json.dumps(record.instance),
             **keys.instance_fields(record),
         }
-        if meta is not None:
-            instance["meta"] = meta
+        if record.modality:
+            instance["mod"] = record.modality
+        if record.metadata is not None:
+            instance["meta"] = zlib.compress(json.dumps(record.metadata).encode())
         if record.bulk:
             instance["bulk"] = json.dumps(record.bulk, separators=(",", ":"))
+        return instance
+
+    def _actions(self, record: InstanceRecord, study: Item | None) -> list[Action]:
+        pk = study_pk(record.study_uid)
         mods = {record.modality} if record.modality else set()
         sort14 = self._sort14(record, study)
         actions: list[Action] = [
-            Put(instance, if_absent=True),
+            Put(self._instance_item(record), if_absent=True),
             *(Put(p) for p in keys.lookup_postings(record)),
             Update(
                 pk,
@@ -145,15 +320,20 @@ class ItemIndex:
                 "n_inst": 1,
                 "series": {record.series_uid},
                 "classes": {record.sop_class_uid},
+                "ver": 1,
             }
             if mods:
                 add["mods"] = mods
-            actions.append(Update(pk, META, add=add, if_exists=True))
+            # The postings below carry the study's sort key as read: a replacement that moved it
+            # meanwhile makes this write read the study again.
+            actions.append(Update(pk, META, add=add, if_exists=True, expect={"sort": study.get("sort")}))
             if record.modality and record.modality not in set(study.get("mods", set())):
-                actions += [Put(p) for p in keys.modality_postings(record.modality, sort14, record.study_uid)]
+                postings = keys.modality_postings(record.modality, sort14, record.study_uid)
+                actions += [Put(p) for p in _tagged(postings, study.get("pgen"))]
             if record.modality and record.series_uid not in set(study.get("series", set())):
                 actions.append(Put(keys.series_modality_posting(record, sort14)))
             return actions
+        gen = secrets.token_hex(6)
         study_item: Item = {
             "pk": pk,
             "sk": META,
@@ -163,11 +343,13 @@ class ItemIndex:
             "series": {record.series_uid},
             "classes": {record.sop_class_uid},
             "sort": sort14,
+            "ver": 1,
+            "pgen": gen,
         }
         if mods:
             study_item["mods"] = mods
         actions.append(Put(study_item, if_absent=True))
-        actions += [Put(p) for p in keys.study_postings(record, sort14)]
+        actions += [Put(p) for p in _tagged(keys.study_postings(record, sort14), gen)]
         if record.modality:
             actions.append(Put(keys.series_modality_posting(record, sort14)))
         month = keys.month_of(sort14)
@@ -476,9 +658,15 @@ class ItemIndex:
 
 
 def _spare(action: Action) -> bool:
-    """A study posting or a catalog entry: idempotent, and harmless on its own."""
-    pk = action.item["pk"] if isinstance(action, Put) else action.pk
-    return pk.startswith("P#") and not pk.startswith(("P#SE#", "P#IN#", "P#SMOD#"))
+    """A study posting or a catalog entry written (not removed): idempotent, and harmless on its own."""
+    pk = key_of(action)[0]
+    return not isinstance(action, Delete) and pk.startswith("P#") and not pk.startswith(("P#SE#", "P#IN#", "P#SMOD#"))
+
+
+def _tagged(postings: list[Item], gen: object) -> list[Item]:
+    """Study postings marked with the writer generation (``pgen``) of the study values they index,
+    so that removing a replaced value's postings never removes one a later writer wrote again."""
+    return [{**p, "gen": gen} for p in postings] if gen else postings
 
 
 def _sort_key(study: StudySummary) -> str:

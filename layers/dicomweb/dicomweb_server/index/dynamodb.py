@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from ..cloud_errors import error_code, translating
 from .core import ItemIndex
-from .items import Action, ConditionFailed, Contention, Item, Put, Range
+from .items import Action, ConditionFailed, Contention, Delete, Expect, Item, Put, Range
 
 _ser = TypeSerializer()
 _des = TypeDeserializer()
@@ -141,16 +141,24 @@ class DynamoItems:
             raise Contention() from None
 
     def _wire_action(self, action: Action) -> dict[str, Any]:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        conditions = _conditions(action.expect or {}, names, values)
         if isinstance(action, Put):
             put: dict[str, Any] = {"TableName": self.table, "Item": _item(action.item)}
             if action.if_absent:
-                put["ConditionExpression"] = "attribute_not_exists(pk)"
-            return {"Put": put}
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets, adds = [], []
+                conditions.insert(0, "attribute_not_exists(pk)")
+            return {"Put": _conditioned(put, conditions, names, values)}
+        key = _item({"pk": action.pk, "sk": action.sk})
+        if isinstance(action, Delete):
+            return {"Delete": _conditioned({"TableName": self.table, "Key": key}, conditions, names, values)}
+        sets, adds, removes = [], [], []
         for i, (name, value) in enumerate(action.fields.items()):
-            names[f"#f{i}"], values[f":f{i}"] = name, _wire(value)
+            names[f"#f{i}"] = name
+            if value == set():  # DynamoDB stores no empty set: the attribute goes
+                removes.append(f"#f{i}")
+                continue
+            values[f":f{i}"] = _wire(value)
             sets.append(f"#f{i} = :f{i}")
         for i, (name, value) in enumerate(action.defaults.items()):
             names[f"#d{i}"], values[f":d{i}"] = name, _wire(value)
@@ -158,21 +166,36 @@ class DynamoItems:
         for i, (name, value) in enumerate(action.add.items()):
             names[f"#n{i}"], values[f":n{i}"] = name, _wire(value)
             adds.append(f"#n{i} :n{i}")
-        expression = " ".join(
-            part
-            for part in ("SET " + ", ".join(sets) if sets else "", "ADD " + ", ".join(adds) if adds else "")
-            if part
-        )
-        update: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": _item({"pk": action.pk, "sk": action.sk}),
-            "UpdateExpression": expression,
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
+        clauses = (("SET", sets), ("ADD", adds), ("REMOVE", removes))
+        expression = " ".join(verb + " " + ", ".join(parts) for verb, parts in clauses if parts)
         if action.if_exists:
-            update["ConditionExpression"] = "attribute_exists(pk)"
-        return {"Update": update}
+            conditions.insert(0, "attribute_exists(pk)")
+        update = {"TableName": self.table, "Key": key, "UpdateExpression": expression}
+        return {"Update": _conditioned(update, conditions, names, values)}
+
+
+def _conditions(expect: Expect, names: dict[str, str], values: dict[str, Any]) -> list[str]:
+    out = []
+    for i, (name, value) in enumerate(expect.items()):
+        names[f"#c{i}"] = name
+        if value is None:
+            out.append(f"attribute_not_exists(#c{i})")
+        else:
+            values[f":c{i}"] = _wire(value)
+            out.append(f"#c{i} = :c{i}")
+    return out
+
+
+def _conditioned(
+    request: dict[str, Any], conditions: list[str], names: dict[str, str], values: dict[str, Any]
+) -> dict[str, Any]:
+    if conditions:
+        request["ConditionExpression"] = " AND ".join(conditions)
+    if names:
+        request["ExpressionAttributeNames"] = names
+    if values:
+        request["ExpressionAttributeValues"] = values
+    return request
 
 
 class DynamoDbIndex(ItemIndex):

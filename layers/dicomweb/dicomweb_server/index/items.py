@@ -21,18 +21,26 @@ from typing import Any, Protocol
 Item = dict[str, Any]
 
 
+#: ``expect`` maps attribute names to the value the item must hold; ``None`` means the item must
+#: not have that attribute. A missing item holds no attribute at all.
+Expect = dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Put:
-    """Write ``item`` whole; with ``if_absent``, only when no item has its key."""
+    """Write ``item`` whole; with ``if_absent``, only when no item has its key; with ``expect``,
+    only when the item there holds those values."""
 
     item: Item
     if_absent: bool = False
+    expect: Expect | None = None
 
 
 @dataclass(frozen=True)
 class Update:
-    """Change one item: set ``fields`` always, ``defaults`` only where missing, and add to ``add``
-    (numbers are summed, sets are unioned). With ``if_exists``, only when the item exists."""
+    """Change one item: set ``fields`` always (an empty set removes the attribute), ``defaults``
+    only where missing, and add to ``add`` (numbers are summed, sets are unioned). With
+    ``if_exists``, only when the item exists; with ``expect``, only when it holds those values."""
 
     pk: str
     sk: str
@@ -40,9 +48,30 @@ class Update:
     defaults: dict[str, Any] = field(default_factory=dict)
     add: dict[str, int | set[str]] = field(default_factory=dict)
     if_exists: bool = False
+    expect: Expect | None = None
 
 
-Action = Put | Update
+@dataclass(frozen=True)
+class Delete:
+    """Remove one item (nothing when it is not there); with ``expect``, only when it holds those
+    values."""
+
+    pk: str
+    sk: str
+    expect: Expect | None = None
+
+
+Action = Put | Update | Delete
+
+
+def key_of(action: Action) -> tuple[str, str]:
+    return (action.item["pk"], action.item["sk"]) if isinstance(action, Put) else (action.pk, action.sk)
+
+
+def holds(item: Item | None, expect: Expect) -> bool:
+    """Whether ``item`` (None: no item) holds what ``expect`` asks for."""
+    found = item or {}
+    return all(found.get(name) == value if value is not None else name not in found for name, value in expect.items())
 
 
 class ConditionFailed(Exception):
@@ -165,20 +194,30 @@ class MemoryItems:
     def transact(self, actions: Sequence[Action]) -> None:
         if len(actions) > 100:  # as DynamoDB's TransactWriteItems refuses it
             raise ValueError(f"a transaction takes at most 100 actions, not {len(actions)}")
+        if len({key_of(a) for a in actions}) < len(actions):  # as DynamoDB refuses it
+            raise ValueError("a transaction cannot change one item twice")
         with self._lock:
             for i, action in enumerate(actions):
-                pk, sk = (action.item["pk"], action.item["sk"]) if isinstance(action, Put) else (action.pk, action.sk)
-                exists = sk in self._items.get(pk, {})
-                if (isinstance(action, Put) and action.if_absent and exists) or (
-                    isinstance(action, Update) and action.if_exists and not exists
+                pk, sk = key_of(action)
+                current = self._items.get(pk, {}).get(sk)
+                if (
+                    (isinstance(action, Put) and action.if_absent and current is not None)
+                    or (isinstance(action, Update) and action.if_exists and current is None)
+                    or (action.expect is not None and not holds(current, action.expect))
                 ):
                     raise ConditionFailed(i)
             for action in actions:
                 if isinstance(action, Put):
                     self._store(_copy(action.item))
                     continue
+                if isinstance(action, Delete):
+                    if self._items.get(action.pk, {}).pop(action.sk, None) is not None:
+                        self._keys[action.pk].remove(action.sk)
+                    continue
                 item = _copy(self._items.get(action.pk, {}).get(action.sk) or {"pk": action.pk, "sk": action.sk})
                 item.update(_copy(action.fields))
+                for name in [n for n, v in action.fields.items() if v == set()]:
+                    del item[name]  # as DynamoDB, which stores no empty set
                 for name, value in _copy(action.defaults).items():
                     item.setdefault(name, value)
                 for name, value in action.add.items():

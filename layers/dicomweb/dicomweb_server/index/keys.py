@@ -212,6 +212,16 @@ def series_modality_posting(record: InstanceRecord, sort14: str) -> dict[str, An
     return {"pk": pk, "sk": sk, "study": record.study_uid, "series": record.series_uid}
 
 
+def series_posting(study_uid: str, series_uid: str, series_attrs: dict[str, Any], sort14: str) -> dict[str, Any] | None:
+    """A series' ``P#SMOD#…`` posting from its attributes, or None when it has no Modality."""
+    modality = str(dj.first(series_attrs, "00080060", "") or "")
+    if not modality:
+        return None
+    pk = series_modality_partition(modality, month_of(sort14), shard_of(study_uid))
+    sk = f"{posting_sk(sort14, study_uid)}#{series_rank(series_attrs, series_uid)}"
+    return {"pk": pk, "sk": sk, "study": study_uid, "series": series_uid}
+
+
 def lookup_postings(record: InstanceRecord) -> list[dict[str, Any]]:
     """Where a series and an instance live (``P#SE#{series}``, ``P#IN#{sop}``): what a bare
     SeriesInstanceUID or SOPInstanceUID at ``/series`` or ``/instances`` reads first. Written with

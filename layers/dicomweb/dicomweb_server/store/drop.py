@@ -13,6 +13,7 @@ from enum import Enum
 
 from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
 from ..ports import BlobNotFound, BlobStore, MetadataIndex
+from ..settings import DuplicatePolicy
 from .ingest import InvalidInstance, Stored, ingest
 
 
@@ -31,6 +32,7 @@ def index_dropped(
     blobs: BlobStore,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> tuple[DropOutcome, int | None]:
     """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
@@ -44,11 +46,16 @@ def index_dropped(
         # upload under the same name could have replaced meanwhile), and only the version read is
         # removed from incoming/: a newer upload stays for its own event.
         result = ingest(
-            data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold
+            data,
+            index=index,
+            blobs=blobs,
+            max_metadata_bytes=max_metadata_bytes,
+            bulk_threshold=bulk_threshold,
+            duplicate_policy=duplicate_policy,
         )
     except InvalidInstance as exc:
         blobs.put(REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], data)
         blobs.delete(key, version)
         return DropOutcome.REJECTED, int(exc.reason)
     blobs.delete(key, version)
-    return (DropOutcome.INDEXED if result.outcome is Stored.NEW else DropOutcome.DUPLICATE), None
+    return (DropOutcome.DUPLICATE if result.outcome is Stored.IDENTICAL_DUPLICATE else DropOutcome.INDEXED), None

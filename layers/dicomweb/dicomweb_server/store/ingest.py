@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -20,17 +21,27 @@ from pydicom.errors import InvalidDicomError
 from ..blobs.keys import instance_key, object_key
 from ..errors import ServiceUnavailable, StorageError
 from ..formats import dicom_json
+from ..logsafe import exception_summary
 from ..ports import AddOutcome, BlobStore, MetadataIndex
 from ..records import (
     INSTANCE_KEYWORDS,
     SERIES_KEYWORDS,
     STUDY_KEYWORDS,
     InstanceRecord,
-    select,
 )
+from ..settings import DuplicatePolicy
 from ..uids import is_valid_uid
+from . import validate
+from .validate import MALFORMED
+
+log = logging.getLogger("dicomweb.ingest")
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+
+_UNDECODABLE: tuple[type[Exception], ...] = (*MALFORMED, IndexError, AttributeError)
+#: pydicom's writer on a data set read from malformed bytes: TypeError for a value it cannot encode,
+#: AttributeError for required file meta elements that are missing (found by the fuzz, as MALFORMED).
+_UNWRITABLE: tuple[type[Exception], ...] = (TypeError, AttributeError)
 
 
 class Reason(int, Enum):
@@ -83,13 +94,34 @@ def with_preamble(data: bytes) -> bytes:
         ds = dcmread(io.BytesIO(data), force=True)
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
-    except Exception:  # noqa: BLE001 - malformed input: parse_part10 then says what is wrong with it
+    except (*MALFORMED, *_UNWRITABLE):  # parse_part10 then says what is wrong with it
         return data
     return out.getvalue()
 
 
+def parse(data: bytes) -> tuple[Dataset, validate.Checked]:
+    """The parse step: read a Part-10 object (``parse_part10``) and check it (``store.validate``);
+    the Part-10 bytes to store (with a corrected file meta group) and the warnings go with it."""
+    ds, read_warnings = _read_part10(data)
+    try:
+        checked = validate.check(ds, data, read_warnings)
+    except validate.Refused as exc:
+        sop_class, sop_uid = (_text_or_blank(ds, k) for k in ("SOPClassUID", "SOPInstanceUID"))
+        raise InvalidInstance(Reason(exc.reason), exc.message, sop_class, sop_uid) from None
+    except MALFORMED as exc:  # a file meta element that does not decode (a VR or length gone wrong)
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
+    if checked.data is not data:  # the file meta was written again: read what is stored (its offsets)
+        ds = _read_part10(checked.data)[0]
+    return ds, checked
+
+
 def parse_part10(data: bytes) -> Dataset:
     """Read a DICOM Part-10 object, refusing anything that is not one or is cut short."""
+    return _read_part10(data)[0]
+
+
+def _read_part10(data: bytes) -> tuple[Dataset, list[str]]:
+    """``parse_part10``, and the messages of the warnings pydicom gave reading the object."""
     if len(data) < 132:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"not a DICOM Part-10 file ({len(data)} bytes)")
     with warnings.catch_warnings(record=True) as caught:
@@ -100,7 +132,7 @@ def parse_part10(data: bytes) -> Dataset:
             raise InvalidInstance(
                 Reason.CANNOT_UNDERSTAND, "not a DICOM Part-10 file (no 'DICM' prefix after the preamble)"
             ) from None
-        except Exception as exc:  # pydicom raises many types on corrupt input
+        except MALFORMED as exc:
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
     for w in caught:
         text = str(w.message)
@@ -112,7 +144,7 @@ def parse_part10(data: bytes) -> Dataset:
     if tags:
         try:
             last = ds.get_item(tags[-1])
-        except (NotImplementedError, ValueError, TypeError, KeyError, IndexError) as exc:
+        except MALFORMED as exc:
             # pydicom reads elements lazily: a corrupt VR or length surfaces here
             raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
         if isinstance(last, RawDataElement) and last.value is not None:
@@ -137,27 +169,25 @@ def parse_part10(data: bytes) -> Dataset:
     tsuid = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     if not tsuid:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
-    return ds
+    return ds, [str(w.message) for w in caught]
+
+
+def _text_or_blank(ds: Dataset, keyword: str) -> str:
+    try:
+        return dicom_json.uid_text(ds, keyword)
+    except MALFORMED:
+        return ""
 
 
 def _required_uid(ds: Dataset, keyword: str) -> str:
-    try:
-        value = str(ds.get(keyword, "") or "").strip()
-    except Exception:
-        value = ""
-    if not value:
+    value = _text_or_blank(ds, keyword)
+    problem = "is missing" if not value else "is not a valid UID" if not is_valid_uid(value) else ""
+    if problem:
         raise InvalidInstance(
             Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            f"{keyword} is missing",
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
-        )
-    if not is_valid_uid(value):
-        raise InvalidInstance(
-            Reason.DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            f"{keyword} is not a valid UID",
-            str(ds.get("SOPClassUID", "")),
-            str(ds.get("SOPInstanceUID", "")),
+            f"{keyword} {problem}",
+            _text_or_blank(ds, "SOPClassUID"),
+            _text_or_blank(ds, "SOPInstanceUID"),
         )
     return value
 
@@ -176,13 +206,18 @@ def build_record(
     study_uid = _required_uid(ds, "StudyInstanceUID")
     series_uid = _required_uid(ds, "SeriesInstanceUID")
     try:
+        built = dicom_json.instance_json(ds, bulk_threshold)
         study, series, instance = (
-            select(ds, STUDY_KEYWORDS),
-            select(ds, SERIES_KEYWORDS),
-            select(ds, INSTANCE_KEYWORDS),
+            built.select(ds, STUDY_KEYWORDS),
+            built.select(ds, SERIES_KEYWORDS),
+            built.select(ds, INSTANCE_KEYWORDS),
         )
-        metadata, bulk_elements = dicom_json.metadata_with_bulk(ds, bulk_threshold)
-    except Exception as exc:
+        metadata, bulk_elements = built.metadata, built.bulk
+    except _UNDECODABLE as exc:
+        # IndexError: pydicom's JSON of a person name list with an empty value; AttributeError: an
+        # ambiguous VR (US or SS) without the PixelRepresentation that decides it. Both are the input's.
+        if isinstance(exc, AttributeError) and not str(exc).startswith("Failed to resolve ambiguous VR"):
+            raise
         raise InvalidInstance(
             Reason.CANNOT_UNDERSTAND, f"an attribute cannot be decoded ({type(exc).__name__})", sop_class, sop_uid
         ) from None
@@ -215,6 +250,8 @@ def build_record(
 class Stored(Enum):
     NEW = "new"
     IDENTICAL_DUPLICATE = "identical-duplicate"
+    #: Stored in place of another version (duplicate policy ``overwrite``).
+    REPLACED = "replaced"
 
 
 @dataclass(frozen=True)
@@ -222,6 +259,8 @@ class IngestResult:
     record: InstanceRecord
     key: str
     outcome: Stored
+    #: Stored with these warnings (WarningReason 0xB000, 0xB007: ``store.validate``).
+    warnings: tuple[validate.Warned, ...] = ()
 
 
 def ingest(
@@ -232,19 +271,23 @@ def ingest(
     expected_study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> IngestResult:
     """Store and index one Part-10 object, exactly once.
 
     The object goes under a key of this writer's own
     (``blobs.keys.object_key``), and the index's conditional write decides: the first writer of a
-    SOP Instance UID wins, and every other writer removes its own object and is told what is
-    stored (the same bytes: an identical duplicate; other bytes: a failure). No writer ever
-    overwrites or deletes another writer's object, so the stored object always has the MD5 its
-    index entry names. If indexing fails, this writer's object is removed again, unless the
-    index does name it (a write that succeeded although its answer was lost).
+    SOP Instance UID wins. Every other writer is answered by the duplicate policy
+    (``_settle``): it removes its own object and is told the instance is stored or fails, or,
+    for ``overwrite``, its object replaces the indexed one by one more conditional write (and it
+    removes the object it replaced). No writer ever overwrites an object, or deletes one the index
+    names, so the stored object always has the MD5 its index entry names. If indexing fails, this writer's
+    object is removed again, unless the index does name it (a write that succeeded although its
+    answer was lost).
     """
     data = with_preamble(data)
-    ds = parse_part10(data)
+    ds, checked = parse(data)
+    data = checked.data
     record = build_record(ds, data, max_metadata_bytes=max_metadata_bytes, bulk_threshold=bulk_threshold)
     if expected_study_uid is not None and record.study_uid != expected_study_uid:
         raise InvalidInstance(
@@ -254,9 +297,15 @@ def ingest(
             record.sop_uid,
         )
     try:
-        return _store(record, data, index, blobs)
+        result = _store(record, data, index, blobs, duplicate_policy)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
+    return replace(result, warnings=checked.warnings) if checked.warnings else result
+
+
+#: Times one writer reads the index again after another writer changed the instance under it
+#: (each time means another writer committed).
+_ROUNDS = 16
 
 
 def _store(
@@ -264,30 +313,52 @@ def _store(
     data: bytes,
     index: MetadataIndex,
     blobs: BlobStore,
+    policy: DuplicatePolicy,
 ) -> IngestResult:
     uids = (record.study_uid, record.series_uid, record.sop_uid)
     known = index.indexed_object(*uids)
-    if known is not None:  # no write at all for what is already stored
-        return _settled(record, known)
+    if known is not None:  # no write at all when the policy settles it
+        settled = _settle(record, known, blobs, policy)
+        if settled is not None:
+            return settled
     key = object_key(*uids, record.md5)
     record = replace(record, object_key=key)
     blobs.put(key, data)
     try:
-        outcome = index.add_instance(record)
+        for _ in range(_ROUNDS):
+            if known is None:
+                if index.add_instance(record) is AddOutcome.ADDED:
+                    return IngestResult(record, key, Stored.NEW)
+            elif index.replace_instance(record, known):
+                return _replaced(record, known, blobs)
+            # Another writer indexed or replaced this SOP Instance UID since we read it.
+            current = index.indexed_object(*uids)
+            if current is not None and current[1] == key:
+                # Our write did land (its answer was lost, or the repair command indexed this
+                # very object meanwhile).
+                return IngestResult(record, key, Stored.NEW) if known is None else _replaced(record, known, blobs)
+            known = current
+            if known is not None:
+                settled = _settle(record, known, blobs, policy)
+                if settled is not None:
+                    blobs.delete(key)
+                    return settled
+        raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
     except BaseException:
         _remove_unless_indexed(index, blobs, uids, key)
         raise
-    if outcome is AddOutcome.ALREADY_INDEXED:
-        # Another writer indexed this SOP Instance UID between our check and our write.
-        winner = index.indexed_object(*uids)
-        if winner is None:
-            blobs.delete(key)
-            raise ServiceUnavailable("the instance changed while it was being stored; send it again", retry_after=1)
-        if winner[1] == key:  # the repair command indexed this very object meanwhile
-            return IngestResult(record, key, Stored.NEW)
-        blobs.delete(key)
-        return _settled(record, winner)
-    return IngestResult(record, key, Stored.NEW)
+
+
+def _replaced(record: InstanceRecord, old: tuple[str, str], blobs: BlobStore) -> IngestResult:
+    """The index names this writer's object instead of ``old``: the replaced object is removed
+    (a versioned bucket keeps it as a noncurrent version). If that fails, the repair command
+    removes it later: it is named by no index entry."""
+    old_key = old[1] or instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    try:
+        blobs.delete(old_key)
+    except StorageError as exc:
+        log.warning("a replaced object was left for the repair command", extra=exception_summary(exc))
+    return IngestResult(record, record.object_key, Stored.REPLACED)
 
 
 def _remove_unless_indexed(index: MetadataIndex, blobs: BlobStore, uids: tuple[str, str, str], key: str) -> None:
@@ -302,9 +373,27 @@ def _remove_unless_indexed(index: MetadataIndex, blobs: BlobStore, uids: tuple[s
         blobs.delete(key)
 
 
-def _settled(record: InstanceRecord, stored: tuple[str, str]) -> IngestResult:
-    """The answer for an instance whose SOP Instance UID is indexed already (MD5, object key)."""
+def _settle(
+    record: InstanceRecord, stored: tuple[str, str], blobs: BlobStore, policy: DuplicatePolicy
+) -> IngestResult | None:
+    """What the duplicate policy makes of an instance whose SOP Instance UID is indexed already
+    as ``stored`` (MD5, object key): an answer (or an ``InvalidInstance``), or None when this
+    writer's object is to replace it (``overwrite`` with other bytes, or any policy when the
+    object the index names is not there: an index write that landed after its writer, told it
+    had failed, removed its object)."""
     md5, key = stored
+    if policy is DuplicatePolicy.OVERWRITE and md5 != record.md5:
+        return None
+    key = key or instance_key(record.study_uid, record.series_uid, record.sop_uid)
+    if not blobs.exists(key):
+        return None
+    if policy is DuplicatePolicy.REJECT:
+        raise InvalidInstance(
+            Reason.DUPLICATE_SOP_INSTANCE,
+            "an instance with this SOP Instance UID is already stored (this server's duplicate policy is 'reject')",
+            record.sop_class_uid,
+            record.sop_uid,
+        )
     if md5 != record.md5:
         raise InvalidInstance(
             Reason.DUPLICATE_SOP_INSTANCE,
@@ -312,5 +401,4 @@ def _settled(record: InstanceRecord, stored: tuple[str, str]) -> IngestResult:
             record.sop_class_uid,
             record.sop_uid,
         )
-    key = key or instance_key(record.study_uid, record.series_uid, record.sop_uid)
     return IngestResult(replace(record, object_key=key), key, Stored.IDENTICAL_DUPLICATE)

@@ -19,6 +19,7 @@ from ..blobs.keys import INCOMING_PREFIX, instance_key, stored_key
 from ..ports import AddOutcome, BlobNotFound, BlobStore, MetadataIndex
 from ..records import StoredInstance
 from ..search.query import Level, parse_query
+from ..settings import DuplicatePolicy
 from ..uids import is_valid_uid
 from .drop import DropOutcome, index_dropped
 from .ingest import InvalidInstance, build_record, parse_part10, with_preamble
@@ -61,6 +62,7 @@ def repair(
     grace: float = 900.0,
     now: Callable[[], float] = time.time,
     progress: Callable[[int], None] | None = None,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> RepairReport:
     report = RepairReport()
     seen: set[str] = set()
@@ -78,7 +80,7 @@ def repair(
                 progress(report.objects)
         report.missing += _missing(instances, {key for key, _ in objects})
     for key, _ in list(blobs.list(INCOMING_PREFIX)):
-        outcome, _reason = index_dropped(key, index=index, blobs=blobs)
+        outcome, _reason = index_dropped(key, index=index, blobs=blobs, duplicate_policy=duplicate_policy)
         if outcome is not DropOutcome.IGNORED:
             report.dropped.append(key)
     for study_uid in _every_study(index):

@@ -6,7 +6,9 @@ FailureReason and leaves nothing behind, while the valid parts of the same reque
 
 from __future__ import annotations
 
+import io
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -17,6 +19,7 @@ from ..formats.media import DICOM, DICOM_JSON, DICOM_XML, JSON, MediaType, parse
 from ..logsafe import exception_summary
 from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
+from ..settings import DuplicatePolicy
 from .compose import compose
 from .ingest import InvalidInstance, Reason, StorageFailed, Stored, ingest
 
@@ -28,6 +31,8 @@ class StoredRef:
     sop_class_uid: str
     sop_uid: str
     retrieve_url: str
+    #: (WarningReason, message) of an instance stored with warnings (``store.validate``).
+    warnings: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,17 +48,22 @@ class StowOutcome:
     stored: list[StoredRef] = field(default_factory=list)
     failed: list[FailedRef] = field(default_factory=list)
     study_uids: set[str] = field(default_factory=set)
-    #: Instances this request stored that were not stored before (identical duplicates excluded).
+    #: Instances this request stored (new or replacing another version; identical duplicates excluded).
     new: int = 0
     #: A throttle or outage that failed an instance: its Retry-After goes with the answer.
     unavailable: ServiceUnavailable | None = None
 
     @property
     def status(self) -> int:
-        """200 all stored, 202 some failed, 409 none stored (PS3.18 Table 10.5.3-1)."""
+        """200 all stored, 202 some failed or stored with warnings, 409 none stored (PS3.18 Table 10.5.3-1)."""
         if not self.failed:
-            return 200
+            return 202 if any(s.warnings for s in self.stored) else 200
         return 202 if self.stored else 409
+
+    @property
+    def warning_messages(self) -> list[str]:
+        """What the ``Warning`` headers say: each failure, and each warning of a stored instance."""
+        return [f.message for f in self.failed] + [m for s in self.stored for _, m in s.warnings]
 
 
 def check_request_type(content_type: MediaType) -> str:
@@ -101,12 +111,25 @@ def store(
     study_uid: str | None = None,
     max_metadata_bytes: int = 300_000,
     bulk_threshold: int = 1024,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
+    deadline: float | None = None,
 ) -> StowOutcome:
-    """Store every ``application/dicom`` part of a STOW-RS request body."""
+    """Store every ``application/dicom`` part of a STOW-RS request body.
+
+    ``deadline`` (``time.monotonic()`` seconds): no instance is started after it; those left are
+    failed with 0xA700 and Retry-After (a Lambda about to time out answers instead of dying midway).
+    """
     part_type = check_request_type(content_type)
     parts = multipart.decode(body, content_type)
     outcome = StowOutcome()
     for label, data, failure in _instances(parts, part_type, study_uid):
+        if failure is None and deadline is not None and time.monotonic() >= deadline:
+            outcome.unavailable = ServiceUnavailable("the request ran out of time; send the rest again", retry_after=1)
+            failure = InvalidInstance(
+                Reason.OUT_OF_RESOURCES,
+                "the request ran out of time before this instance was stored; send it again",
+                *_uids_of(data),
+            )
         if failure is None:
             try:
                 result = ingest(
@@ -116,6 +139,7 @@ def store(
                     expected_study_uid=study_uid,
                     max_metadata_bytes=max_metadata_bytes,
                     bulk_threshold=bulk_threshold,
+                    duplicate_policy=duplicate_policy,
                 )
             except InvalidInstance as exc:
                 failure = exc
@@ -129,18 +153,33 @@ def store(
             continue
         rec = result.record
         outcome.study_uids.add(rec.study_uid)
-        if result.outcome is Stored.NEW:
+        if result.outcome is not Stored.IDENTICAL_DUPLICATE:
             outcome.new += 1
         outcome.stored.append(
             StoredRef(
                 rec.sop_class_uid,
                 rec.sop_uid,
                 f"{base_url}/studies/{rec.study_uid}/series/{rec.series_uid}/instances/{rec.sop_uid}",
+                tuple((int(w.reason), f"{label}: {w.message}") for w in result.warnings),
             )
         )
     if outcome.unavailable is not None and not outcome.new:
         raise outcome.unavailable  # nothing was stored: the whole request is a 503 with Retry-After
     return outcome
+
+
+def _uids_of(data: bytes) -> tuple[str, str]:
+    """(SOPClassUID, SOPInstanceUID) of an instance not stored, for its FailedSOPSequence item
+    (empty where they cannot be read cheaply)."""
+    from pydicom import dcmread
+
+    from .validate import MALFORMED
+
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"])
+        return str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", ""))
+    except MALFORMED:
+        return "", ""
 
 
 def _storage_failure(exc: StorageFailed, outcome: StowOutcome) -> InvalidInstance:
@@ -205,6 +244,8 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
                     "00081150": dj.element("UI", s.sop_class_uid),
                     "00081155": dj.element("UI", s.sop_uid),
                     "00081190": dj.element("UR", s.retrieve_url),
+                    # WarningReason is VM 1: the first one; the Warning headers name them all
+                    **({"00081196": dj.element("US", s.warnings[0][0])} if s.warnings else {}),
                 }
                 for s in outcome.stored
             ],

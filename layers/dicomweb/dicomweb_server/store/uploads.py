@@ -41,7 +41,7 @@ from ..ports import (
     UploadSessions,
     UploadTargets,
 )
-from ..settings import Settings
+from ..settings import DuplicatePolicy, Settings
 from .ingest import InvalidInstance, Reason, ingest
 from .stow import FailedRef, StoredRef, StowOutcome
 
@@ -305,6 +305,8 @@ def index_upload(
     index: MetadataIndex,
     blobs: BlobStore,
     max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = 1024,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
 ) -> UploadOutcome:
     """Index one uploaded file (the indexer's S3 event for ``uploads/{session}/{n}.dcm``).
 
@@ -360,7 +362,14 @@ def index_upload(
         blobs.delete(key, version)
         return UploadOutcome.REFUSED
     try:
-        result = ingest(data, index=index, blobs=blobs, max_metadata_bytes=max_metadata_bytes)
+        result = ingest(
+            data,
+            index=index,
+            blobs=blobs,
+            max_metadata_bytes=max_metadata_bytes,
+            bulk_threshold=bulk_threshold,
+            duplicate_policy=duplicate_policy,
+        )
     except InvalidInstance as exc:
         sessions.settle(
             UploadedFile(

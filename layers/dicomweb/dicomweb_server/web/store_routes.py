@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,11 +13,26 @@ from starlette.routing import Route
 from ..errors import BadRequest
 from ..formats import dicom_xml
 from ..formats.media import DICOM_XML, parse_media_type
+from ..settings import Settings
 from ..store import stow
 from .http import base_url, json_response, path_uid, warning_header
 from .services import Services
 
 log = logging.getLogger("dicomweb.stow")
+
+
+def _deadline(request: Request, settings: Settings) -> float | None:
+    """When the request must stop starting instances (``time.monotonic()``): the Lambda's remaining
+    time (Mangum passes its context) or the STOW time budget, less the margin; None when neither."""
+    left: list[float] = []
+    context = request.scope.get("aws.context")
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        left.append(context.get_remaining_time_in_millis() / 1000)
+    if settings.stow_time_budget_ms:
+        left.append(settings.stow_time_budget_ms / 1000)
+    if not left:
+        return None
+    return time.monotonic() + min(left) - settings.stow_time_margin_ms / 1000
 
 
 def routes(svc: Services) -> list[Route]:
@@ -34,6 +50,7 @@ def routes(svc: Services) -> list[Route]:
         stow.require_body_size(int(length) if length and length.isdigit() else None, limit, uploads)
         body = await request.body()
         stow.require_body_size(len(body), limit, uploads)
+        deadline = _deadline(request, svc.settings)
         outcome = await run_in_threadpool(
             stow.store,
             body,
@@ -44,10 +61,12 @@ def routes(svc: Services) -> list[Route]:
             study_uid=study,
             max_metadata_bytes=svc.settings.max_indexed_metadata_bytes,
             bulk_threshold=svc.settings.bulk_data_threshold,
+            duplicate_policy=svc.settings.duplicate_policy,
+            deadline=deadline,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
-        headers = warning_header([f.message for f in outcome.failed], request)
+        headers = warning_header(outcome.warning_messages, request)
         if outcome.unavailable is not None:
             headers.update(outcome.unavailable.headers())
         if media == DICOM_XML:
