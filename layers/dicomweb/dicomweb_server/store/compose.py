@@ -117,13 +117,25 @@ def _jpeg_pixels(ds: Dataset, data: bytes, where: str) -> str:
     return info.transfer_syntax
 
 
+def _check_element(tag: str, element: Any, where: str) -> None:
+    """A DICOM JSON element is an object; a bulk data reference in it is a string (PS3.18 §F.2)."""
+    if not isinstance(element, dict):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} is not a DICOM JSON element object")
+    uri = element.get("BulkDataURI")
+    if uri is not None and not isinstance(uri, str):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} has a BulkDataURI that is not text")
+
+
 def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> None:
     """Replace BulkDataURI references (anywhere but PixelData) with inline values from the parts."""
     for tag, element in model.items():
         if tag == _PIXEL_DATA:
             continue
+        _check_element(tag, element, where)
         if element.get("vr") == "SQ":
             for item in element.get("Value") or []:
+                if not isinstance(item, dict):
+                    raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: an item of sequence {tag} is not an object")
                 _resolve_bulk(item, bulk, where)
             continue
         uri = element.get("BulkDataURI")
@@ -145,6 +157,7 @@ def _build(
     pixel = model.pop(_PIXEL_DATA, None)
     pixel_part: Part | None = None
     if pixel is not None:
+        _check_element(_PIXEL_DATA, pixel, where)
         uri = pixel.get("BulkDataURI")
         if uri is None and pixel.get("vr") in _BULK_VRS and pixel.get("Value"):
             uri = str(pixel["Value"][0])  # a bare reference where a BulkData element belongs
