@@ -48,7 +48,9 @@ def _is_client_error(exc: DicomwebError) -> bool:
 # -- multipart ---------------------------------------------------------------------------------------
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-_BOUNDARY = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'()+_,-./:=?", min_size=1, max_size=70)
+_BOUNDARY = st.text(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'()+_,-./:=?", min_size=1, max_size=70
+)
 _HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40)
 
 
@@ -133,9 +135,7 @@ _PARAM = st.one_of(
     _HEADER_VALUE,
 )  # fmt: skip
 _MEDIA_RANGE = st.tuples(_MEDIA_PIECES, st.lists(_PARAM, max_size=3)).map(lambda t: "; ".join([t[0], *t[1]]))
-_ACCEPT = st.one_of(
-    st.none(), st.lists(_MEDIA_RANGE, max_size=4).map(", ".join), _HEADER_VALUE, st.text(max_size=60)
-)
+_ACCEPT = st.one_of(st.none(), st.lists(_MEDIA_RANGE, max_size=4).map(", ".join), _HEADER_VALUE, st.text(max_size=60))
 
 
 def _tokens_only(r: MediaType) -> bool:
@@ -255,7 +255,9 @@ _JSON_ELEMENT = st.fixed_dictionaries(
             max_size=3,
         ),
         "BulkDataURI": st.one_of(st.text(max_size=12), st.integers(), st.sampled_from(["cid:a", "px", "/px"])),
-        "InlineBinary": st.one_of(st.text(max_size=12), st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode())),
+        "InlineBinary": st.one_of(
+            st.text(max_size=12), st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode())
+        ),
     },
 )
 
@@ -307,8 +309,10 @@ def _xml_attribute(depth: int) -> st.SearchStrategy[str]:
     keyword = st.sampled_from(["", "PatientName", "NoSuchKeyword", "Rows", "ReferencedStudySequence"])
     value = st.tuples(_NUMBER_ATTR, _XML_TEXT).map(lambda t: f"<Value number={quoteattr(t[0])}>{escape(t[1])}</Value>")
     person = st.tuples(_NUMBER_ATTR, _SAFE_TEXT, _SAFE_TEXT).map(
-        lambda t: f"<PersonName number={quoteattr(t[0])}><Alphabetic><FamilyName>{escape(t[1])}</FamilyName>"
-        f"<GivenName>{escape(t[2])}</GivenName></Alphabetic></PersonName>"
+        lambda t: (
+            f"<PersonName number={quoteattr(t[0])}><Alphabetic><FamilyName>{escape(t[1])}</FamilyName>"
+            f"<GivenName>{escape(t[2])}</GivenName></Alphabetic></PersonName>"
+        )
     )
     children = [value, person, st.just('<BulkData uri="px"/>'), st.just("<BulkData/>"),
                 st.just("<InlineBinary>AAAA</InlineBinary>"), st.just("<Other/>")]  # fmt: skip
@@ -318,20 +322,22 @@ def _xml_attribute(depth: int) -> st.SearchStrategy[str]:
                 lambda t: f"<Item number={quoteattr(t[0])}>{''.join(t[1])}</Item>"
             )
         )
-    return st.tuples(
-        tag, keyword, st.one_of(st.none(), _VRS), st.lists(st.one_of(*children), max_size=3)
-    ).map(
-        lambda t: "<DicomAttribute"
-        + (f" tag={quoteattr(t[0])}" if t[0] else "")
-        + (f" keyword={quoteattr(t[1])}" if t[1] else "")
-        + (f" vr={quoteattr(t[2])}" if t[2] is not None else "")
-        + f">{''.join(t[3])}</DicomAttribute>"
+    return st.tuples(tag, keyword, st.one_of(st.none(), _VRS), st.lists(st.one_of(*children), max_size=3)).map(
+        lambda t: (
+            "<DicomAttribute"
+            + (f" tag={quoteattr(t[0])}" if t[0] else "")
+            + (f" keyword={quoteattr(t[1])}" if t[1] else "")
+            + (f" vr={quoteattr(t[2])}" if t[2] is not None else "")
+            + f">{''.join(t[3])}</DicomAttribute>"
+        )
     )
 
 
 _XML_DOC = st.tuples(st.sampled_from(["NativeDicomModel", "Other"]), st.lists(_xml_attribute(2), max_size=5)).map(
-    lambda t: f'<?xml version="1.0"?><{t[0]} xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM">'
-    f"{''.join(t[1])}</{t[0]}>".encode()
+    lambda t: (
+        f'<?xml version="1.0"?><{t[0]} xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM">'
+        f"{''.join(t[1])}</{t[0]}>".encode()
+    )
 )
 
 
@@ -415,7 +421,9 @@ _ATTRS = _matchable()
 @FUZZ
 @example(params=[("StudyDate", "20240101-20240131"), ("StudyTime", "-")], level=Level.STUDY, relational=False)
 @given(_PARAMS, st.sampled_from(list(Level)), st.booleans())
-def test_qido_parameters_parse_to_a_query_or_a_400(params: list[tuple[str, str]], level: Level, relational: bool) -> None:
+def test_qido_parameters_parse_to_a_query_or_a_400(
+    params: list[tuple[str, str]], level: Level, relational: bool
+) -> None:
     try:
         query = parse_query(params, level, relational=relational)
     except BadRequest as exc:

@@ -135,7 +135,9 @@ def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> N
         if element.get("vr") == "SQ":
             for item in element.get("Value") or []:
                 if not isinstance(item, dict):
-                    raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: an item of sequence {tag} is not an object")
+                    raise InvalidInstance(
+                        Reason.CANNOT_UNDERSTAND, f"{where}: an item of sequence {tag} is not an object"
+                    )
                 _resolve_bulk(item, bulk, where)
             continue
         uri = element.get("BulkDataURI")
