@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -63,3 +64,24 @@ def test_the_fuzzer_reaches_stow() -> None:
     assert response.status_code == 200, response.text
     found = TestClient(APP).get(f"/studies?StudyInstanceUID={inst.study_uid}", headers={"apikey": API_KEY})
     assert found.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("part_type", "metadata"),
+    [
+        ("application/dicom+json", b'[{"00100010": {"vr": "PN", "BulkDataURI": 0}}]'),
+        ("application/dicom+json", b'[{"00081115": {"vr": "SQ", "Value": [null]}}]'),
+        ("application/dicom+json", b'[{"00100020": "PID"}]'),
+        (
+            "application/dicom+xml",
+            b'<NativeDicomModel><DicomAttribute tag="00100020" vr="LO"><Value number="x">A</Value>'
+            b"</DicomAttribute></NativeDicomModel>",
+        ),
+    ],
+)
+def test_metadata_the_parser_fuzzers_found_is_a_4xx_over_http(part_type: str, metadata: bytes) -> None:
+    """Each of these was a 500 (an AttributeError or ValueError) before the fix."""
+    body, ctype = stow_body([metadata], part_type=part_type)
+    response = TestClient(APP).post("/studies", content=body, headers={"Content-Type": ctype, "apikey": API_KEY})
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert response.text
