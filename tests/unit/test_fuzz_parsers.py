@@ -279,6 +279,8 @@ def _part(body: bytes, ctype: str, index: int = 0, location: str | None = None) 
 @example(doc={"00100010": {"vr": "PN", "BulkDataURI": 0}}, bulk_types=[])  # was AttributeError (a 500)
 @example(doc={"00081115": {"vr": "SQ", "Value": [None]}}, bulk_types=[])  # was AttributeError (a 500)
 @example(doc={"7FE00010": "px"}, bulk_types=["image/jpeg"])
+@example(doc={"00080018": {"vr": "PN"}}, bulk_types=[])  # was TypeError from pydicom's UID (a 500)
+@example(doc={"0020000E": {"vr": "DS"}}, bulk_types=[])  # was ValueError (a 500)
 @given(
     st.one_of(
         st.lists(st.dictionaries(_TAGS, _JSON_ELEMENT, max_size=5), min_size=1, max_size=2),

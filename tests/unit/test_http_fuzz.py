@@ -72,6 +72,7 @@ def test_the_fuzzer_reaches_stow() -> None:
         ("application/dicom+json", b'[{"00100010": {"vr": "PN", "BulkDataURI": 0}}]'),
         ("application/dicom+json", b'[{"00081115": {"vr": "SQ", "Value": [null]}}]'),
         ("application/dicom+json", b'[{"00100020": "PID"}]'),
+        ("application/dicom+json", b'[{"00080018": {"vr": "PN", "Value": [{"Alphabetic": "A"}]}}]'),
         (
             "application/dicom+xml",
             b'<NativeDicomModel><DicomAttribute tag="00100020" vr="LO"><Value number="x">A</Value>'

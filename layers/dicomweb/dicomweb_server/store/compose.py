@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
@@ -126,6 +127,22 @@ def _check_element(tag: str, element: Any, where: str) -> None:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} has a BulkDataURI that is not text")
 
 
+def _check_vrs(model: dict[str, Any], where: str) -> None:
+    """A standard attribute sent with another VR than the dictionary's (SOPInstanceUID as PN) cannot
+    be one of this instance's values; UN (value not interpreted) and ambiguous VRs are left alone."""
+    for tag, element in model.items():
+        if len(tag) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag) or int(tag[:4], 16) % 2:
+            continue
+        try:
+            known = str(dictionary_VR(int(tag, 16)))
+        except KeyError:
+            continue
+        vr = element.get("vr")
+        if " " not in known and vr not in (known, "UN"):
+            name = keyword_for_tag(int(tag, 16)) or tag
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: {name} ({tag}) has VR {vr!r}; it is {known}")
+
+
 def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> None:
     """Replace BulkDataURI references (anywhere but PixelData) with inline values from the parts."""
     for tag, element in model.items():
@@ -175,6 +192,7 @@ def _build(
     elif only_instance and len(bulk) == 1:  # one image sent without a reference to it
         pixel_part = next(iter(bulk.values()))
     _resolve_bulk(model, bulk, where)
+    _check_vrs(model, where)
     try:
         ds = Dataset.from_json(model)
     except Exception as exc:
