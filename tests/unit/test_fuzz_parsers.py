@@ -348,6 +348,10 @@ _XML_DOC = st.tuples(st.sampled_from(["NativeDicomModel", "Other"]), st.lists(_x
     doc=b'<NativeDicomModel><DicomAttribute tag="00100020" vr="LO"><Value number="x">A</Value>'
     b"</DicomAttribute></NativeDicomModel>"
 )  # was ValueError from int() (a 500)
+@example(
+    doc=b'<NativeDicomModel><DicomAttribute tag="00100010" vr="PN"><PersonName number="1"/></DicomAttribute>'
+    b"</NativeDicomModel>"
+)  # an empty name was printed back as the name "None"
 @given(_XML_DOC)
 def test_dicom_xml_parses_or_is_a_400(doc: bytes) -> None:
     try:

@@ -36,6 +36,8 @@ _FLOATS = {"DS", "FL", "FD"}
 
 def _person_name(parent: ET.Element, number: int, value: Any) -> None:
     pn = ET.SubElement(parent, "PersonName", number=str(number))
+    if value is None:  # an empty name among several: an empty PersonName, not the text "None"
+        return
     groups = value if isinstance(value, dict) else {"Alphabetic": str(value)}
     for group in ("Alphabetic", "Ideographic", "Phonetic"):
         text = groups.get(group)

@@ -76,10 +76,22 @@ _CONTROL_PARAMS: list[dict[str, Any]] = [
         "description": "the token of a next link (Link: rel=next); it only goes with the same query",
     },
 ]
+_VIEWPORT: dict[str, Any] = {
+    "name": "viewport",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "columns,rows (and optionally a region)",
+}
+_ACCEPT_PARAM: dict[str, Any] = {
+    "name": "accept",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "the media type, instead of the Accept header",
+}
 _RENDER_PARAMS: list[dict[str, Any]] = [
     {"name": "window", "in": "query", "schema": {"type": "string"}, "description": "center,width,function"},
     {"name": "quality", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-    {"name": "viewport", "in": "query", "schema": {"type": "string"}, "description": "columns,rows"},
+    _VIEWPORT,
 ]
 _WADO_URI_PARAMS: list[dict[str, Any]] = [
     {"name": "requestType", "in": "query", "required": True, "schema": {"type": "string", "enum": ["WADO"]}},
@@ -140,7 +152,11 @@ def _responses(path: str, method: str) -> tuple[str, dict[str, Any]]:
     if path.endswith("/metadata"):
         return "WADO-RS: metadata", {"200": {"description": "the metadata", "content": _DICOM_MODEL}}
     if path.endswith("/rendered"):
-        return "WADO-RS: rendered", {"200": {"description": "a consumer image", "content": _IMAGES}}
+        return "WADO-RS: rendered", {
+            "200": {"description": "a consumer image", "content": {**_IMAGES, "image/gif": _ANY}}
+        }
+    if path.endswith("/thumbnail"):
+        return "WADO-RS: thumbnail", {"200": {"description": "a small consumer image", "content": _IMAGES}}
     if "/frames/" in path:
         content = {f'{MULTIPART_RELATED}; type="{OCTET_STREAM}"': _ANY, OCTET_STREAM: _ANY}
         content.update({f'{MULTIPART_RELATED}; type="{t}"': _ANY for t in sorted(JPEG_TYPES)})
@@ -164,7 +180,9 @@ def _query_parameters(path: str) -> list[dict[str, Any]]:
         ]
         return keys + _CONTROL_PARAMS
     if path.endswith("/rendered"):
-        return _RENDER_PARAMS
+        return _RENDER_PARAMS + [_ACCEPT_PARAM]
+    if path.endswith("/thumbnail"):
+        return [_VIEWPORT, _ACCEPT_PARAM]
     if path == "/wadouri":
         return _WADO_URI_PARAMS
     return []
