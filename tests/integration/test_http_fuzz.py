@@ -18,7 +18,7 @@ from tests.http_fuzz import headers_for, schema, use_stored
 
 from .conftest import Endpoint
 
-#: Cases per operation (25 operations): about two minutes against the local stack.
+#: Cases per operation (28 operations): about two minutes against the local stack.
 EXAMPLES = 10
 TIMEOUT = 60
 OPERATIONS = [(method, path) for path, methods in RESOURCES.items() for method in methods]

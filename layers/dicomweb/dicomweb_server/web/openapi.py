@@ -29,6 +29,8 @@ _PATH_PARAMS: dict[str, dict[str, Any]] = {
         "description": "frame numbers, from 1, separated by commas",
         "schema": {"type": "string", "pattern": r"^[1-9][0-9]*(,[1-9][0-9]*)*$"},
     },
+    "session": {"description": "an upload session's id (from POST /uploads)", "schema": {"type": "string"}},
+    "file": {"description": "a file's number in its upload session, from 1", "schema": {"type": "integer"}},
     "tagpath": {
         "description": "the bulk data element's tag path (e.g. 7FE00010, or 00540016/0/00181072 in a sequence)",
         "schema": {"type": "string"},
@@ -134,6 +136,13 @@ def _parameter(name: str) -> dict[str, Any]:
 
 def _responses(path: str, method: str) -> tuple[str, dict[str, Any]]:
     """(summary, responses) of one operation, from the shape of its path."""
+    if path.startswith("/uploads"):
+        return "Upload sessions (presigned S3 uploads, docs/uploads.md)", {
+            "200": {"description": "the session's Store Instances Response", "content": {JSON: _ANY}},
+            "201": {"description": "a session with presigned URLs per file", "content": {JSON: _ANY}},
+            "202": {"description": "files still pending (Retry-After)", "content": {JSON: _ANY}},
+            "409": _ERROR,
+        }
     if method == "POST":
         return "STOW-RS: store instances", {
             "200": {"description": "every instance stored", "content": {DICOM_JSON: _ANY}},
@@ -208,7 +217,10 @@ def _operation(path: str, method: str, service: str) -> dict[str, Any]:
     params = _query_parameters(path) if method == "GET" else []
     if params:
         op["parameters"] = params
-    if method == "POST":
+    if method == "POST" and path == "/uploads":
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": {"type": "object"}}}}
+        op["responses"]["415"] = _ERROR
+    elif method == "POST" and not path.startswith("/uploads"):
         op["requestBody"] = {
             "required": True,
             "content": {
