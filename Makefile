@@ -11,7 +11,7 @@ SAM        := $(SAM_VENV)/bin/sam
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv tools run walkthrough dev ohif e2e test unit integration bench bench-qido repair lint validate build deploy clean
+.PHONY: help venv tools run walkthrough dev ohif e2e test unit integration bench bench-qido soak repair lint validate build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench: venv ## run the benchmarks and print the numbers recorded in the README
 
 bench-qido: venv ## QIDO at 1,000 / 10,000 / 100,000 studies: items read and requests per query (add ENDPOINT=.local/endpoint.json for API latency)
 	$(PY) benchmarks/qido_scale.py $(if $(ENDPOINT),--endpoint $(ENDPOINT))
+
+soak: tools ## N clients mixing STOW, QIDO and WADO against a fresh local stack for T minutes, then exact counts, RSS, p50/p99 (CLIENTS=8 MINUTES=5, or ENDPOINT=.local/endpoint.json)
+	$(PY) benchmarks/soak.py $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(MINUTES),--minutes $(MINUTES)) $(if $(ENDPOINT),--endpoint $(ENDPOINT))
 
 repair: venv ## reconcile the running local stack's index with its bucket (index what it lacks, report the rest)
 	$(VENV)/bin/dicomweb repair

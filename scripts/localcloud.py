@@ -185,6 +185,22 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
         pass
 
 
+#: Where the local stack differs from AWS: ministack cannot stream (it ignores responseTransferMode
+#: STREAM and runs no Lambda Web Adapter), so the retrieve function answers buffered through
+#: Mangum; and it enforces no payload limit, so the buffered limit is raised for real-size studies
+#: (docs/large-answers.md). Overrides given to ``deploy`` win over these.
+LOCAL_PARAMETERS: dict[str, Any] = {"Streaming": "Disabled", "MaxResponseBytes": 400_000_000}
+
+
+def with_local_parameters(params: Mapping[str, Any] | str | None) -> Mapping[str, Any] | str:
+    """``params`` with every LOCAL_PARAMETERS entry it does not set itself."""
+    if isinstance(params, str):
+        given = {item.split("=", 1)[0] for item in shlex.split(params)}
+        extra = format_parameter_overrides({k: v for k, v in LOCAL_PARAMETERS.items() if k not in given})
+        return " ".join(p for p in (extra, params) if p)
+    return {**LOCAL_PARAMETERS, **(params or {})}
+
+
 def format_parameter_overrides(params: Mapping[str, Any] | str | None) -> str | None:
     if params is None or isinstance(params, str):
         return params or None
@@ -676,7 +692,7 @@ def deploy(cloud: Cloud, parameter_overrides: Mapping[str, Any] | str | None = N
     workdir, project = cloud.workdir, cloud.project
     samdir = workdir / "sam"
     samdir.mkdir(exist_ok=True)
-    overrides = format_parameter_overrides(parameter_overrides)
+    overrides = format_parameter_overrides(with_local_parameters(parameter_overrides))
     stamp = samdir / "deployed.json"
     fingerprint = source_fingerprint(project, overrides, cloud.stack_name)
     try:

@@ -1,6 +1,7 @@
 """The dicomweb command's import and export against the deployed stack: folders and zip files in
-STOW-RS batches under the request limit, a file too large for one request through the S3 drop, a
-rerun that sends nothing again, and an export that gives back the stored bytes."""
+STOW-RS batches under the request limit, a file too large for one request through an upload
+session (presigned S3 URLs, the API key only), a rerun that sends nothing again, and an export
+that gives back the stored bytes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import hashlib
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +22,7 @@ from .conftest import Endpoint
 pytestmark = pytest.mark.integration
 
 
-def test_import_then_export_round_trip(endpoint: Endpoint, s3: Any, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_import_then_export_round_trip(endpoint: Endpoint, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     pid = f"IMP{generate_uid()[-8:]}"
     folder = tmp_path / "in"
@@ -42,19 +42,19 @@ def test_import_then_export_round_trip(endpoint: Endpoint, s3: Any, tmp_path: Pa
         "ct", PatientID=pid, Rows=512, Columns=512, BitsAllocated=16, BitsStored=16, HighBit=15,
         PixelData=np.arange(512 * 512, dtype=np.uint16).tobytes(),
     )  # fmt: skip
-    (folder / "big.dcm").write_bytes(big.data)  # above the 200 kB request limit below: the S3 drop
+    (folder / "big.dcm").write_bytes(big.data)  # above the 200 kB request limit below: an upload session
     sent[big.sop_uid] = big.data
     common = ["--url", endpoint.base_url, "--api-key", endpoint.api_key or "", "--quiet", "--workers", "3"]
-    stack = ["--bucket", endpoint.bucket, "--aws-endpoint-url", endpoint.aws_endpoint_url or ""]
-    args = ["import", str(folder), *common, *stack, "--max-request-bytes", "200000"]
+    args = ["import", str(folder), *common, "--max-request-bytes", "200000"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "stored:                 9" in out and "dropped into incoming/: 1" in out, out
+    assert "stored:                 9" in out and "uploaded to S3:         1" in out, out
+    assert "dropped into incoming/: 0" in out, out
     assert "not DICOM, skipped:     1" in out and "failed:                 0" in out, out
     assert main(args) == 0  # a rerun: the journal says everything was sent
     assert "already sent before:    10" in capsys.readouterr().out
     deadline = time.time() + 30
-    while time.time() < deadline:  # the dropped file is indexed by the S3 event
+    while time.time() < deadline:  # the upload session answered once the file was indexed
         found = endpoint.get("/instances", params={"PatientID": pid, "limit": "100"})
         if found.status_code == 200 and len(found.json()) == 10:
             break

@@ -459,3 +459,12 @@ def test_series_version_counts_every_instance_added_once(backend):
     add(backend.index, second)
     assert backend.index.add_instance(record(second)) is AddOutcome.ALREADY_INDEXED
     assert backend.index.series_version(study, first.series_uid) == 2  # a repeated add changes nothing
+
+
+def test_blob_chunks(backend):
+    data = bytes(range(256)) * 10
+    backend.blobs.put("studies/a/c.dcm", data)
+    pieces = list(backend.blobs.chunks("studies/a/c.dcm", 1000))
+    assert [len(p) for p in pieces] == [1000, 1000, 560] and b"".join(pieces) == data
+    with pytest.raises(BlobNotFound):  # before the first piece
+        backend.blobs.chunks("studies/nothing.dcm", 1000)

@@ -221,7 +221,7 @@ def test_body_above_the_request_limit_is_413(make_client, backend, settings):
     response = stow(client, [make_instance("ct")])  # about 39 kB
     assert response.status_code == 413
     assert "accepts at most 20000 bytes" in response.json()["message"]
-    assert "incoming/" in response.json()["message"]
+    assert "upload session: POST http://testserver/uploads" in response.json()["message"]
     assert backend.objects() == []
     assert stow(client, [make_instance("mr")]).status_code == 200  # about 10 kB is fine
 

@@ -93,3 +93,54 @@ def test_api_gateway_search_errors_are_json(search_handler, lambda_context):
     response = handler(event, lambda_context)
     assert response["statusCode"] == 400
     assert "unknown query parameter 'Colour'" in json.loads(response["body"])["message"]
+
+
+def test_an_upload_session_through_the_store_and_indexer_handlers(aws, lambda_context):
+    """The store Lambda answers SigV4 URLs, a plain PUT uploads, the indexer's S3 event (key
+    URL-encoded as S3 sends it) stores the file, and the status answer is final."""
+    import base64
+    from urllib.parse import quote_plus
+
+    import requests
+
+    settings = Settings(bucket_name=aws.bucket, table_name=aws.table)
+    store = api_handler("store", settings)
+    inst = make_instance("ct", PatientID="UPLOAD-LAMBDA")
+
+    def call(method, path, body=b""):
+        event = load_event("apigw-get-studies")
+        event.update(
+            resource=path,
+            path=path,
+            httpMethod=method,
+            body=base64.b64encode(body).decode(),
+            isBase64Encoded=True,
+            queryStringParameters=None,
+            multiValueQueryStringParameters=None,
+        )
+        event["headers"]["Content-Type"] = "application/json"
+        event["multiValueHeaders"]["Content-Type"] = ["application/json"]
+        event["headers"]["Content-Length"] = str(len(body))
+        event["multiValueHeaders"]["Content-Length"] = [str(len(body))]
+        response = store(event, lambda_context)
+        single = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+        multi = {k.lower(): v[0] for k, v in (response.get("multiValueHeaders") or {}).items()}
+        return response["statusCode"], {**single, **multi}, response["body"]
+
+    code, _, body = call("POST", "/uploads", json.dumps({"files": [{"size": len(inst.data)}]}).encode())
+    assert code == 201, body
+    answer = json.loads(body)
+    (entry,) = answer["files"]
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in entry["url"]
+    assert requests.put(entry["url"], data=inst.data, timeout=30).status_code == 200
+    status = f"/uploads/{answer['session']}"
+    code, headers, _ = call("GET", status)
+    assert code == 202 and headers["retry-after"] == "2"
+
+    event = s3_event(aws.bucket)
+    event["Records"][0]["s3"]["object"]["key"] = quote_plus(f"uploads/{answer['session']}/1.dcm")
+    assert s3_handler(settings)(event, lambda_context) == {"upload_stored": 1}
+    code, headers, _ = call("GET", status)
+    assert code == 200 and "retry-after" not in headers
+    index = DynamoDbIndex(aws.dynamodb, aws.table)
+    assert list_keys(aws.s3, aws.bucket) == [inst.stored_key(index)]

@@ -47,7 +47,15 @@ def error_of(r: Any, status: int) -> str:
 
 def concrete(template: str) -> str:
     """A request path for a route template, with valid-looking UIDs and frame 1."""
-    values = {"study": "1.2.3", "series": "1.2.3.4", "instance": "1.2.3.4.5", "frames": "1", "tagpath": "7FE00010"}
+    values = {
+        "study": "1.2.3",
+        "series": "1.2.3.4",
+        "instance": "1.2.3.4.5",
+        "frames": "1",
+        "tagpath": "7FE00010",
+        "session": "0" * 32,
+        "file": "1",
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.corpus import TABLE_KEYS
@@ -26,10 +25,15 @@ def test_layer_requirements_match_the_project_dependencies():
     assert requirements(ROOT / "layers/dicomweb/requirements.txt") == set(project()["dependencies"])
 
 
-@pytest.mark.parametrize("function", ["retrieve", "render"])
-def test_the_pixel_functions_carry_exactly_the_pixel_extra(function):
+def test_the_render_function_carries_exactly_the_pixel_extra():
     pixels = set(project()["optional-dependencies"]["pixels"])
-    assert requirements(ROOT / f"functions/{function}/requirements.txt") == pixels
+    assert requirements(ROOT / "functions/render/requirements.txt") == pixels
+
+
+def test_retrieve_function_carries_exactly_the_pixel_and_streaming_extras():
+    extras = project()["optional-dependencies"]
+    expected = set(extras["pixels"]) | set(extras["streaming"])
+    assert requirements(ROOT / "functions/retrieve/requirements.txt") == expected
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -53,6 +53,7 @@ def test_poison_files_are_moved_aside_reported_and_counted_and_never_block_the_o
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setattr(metrics.provider, "namespace", "DICOMweb")  # template.yaml sets it in AWS
+    metrics.clear_metrics()  # what earlier handlers in this process added but never flushed
     good = make_instance("ct", PatientID="POISON-NEIGHBOUR")
     files = {
         "incoming/a not dicom.dcm": b"this is not a DICOM file" * 20,

@@ -30,24 +30,43 @@ class _CfnLoader(yaml.SafeLoader):
     """Reads template.yaml, keeping CloudFormation tags (!Ref, !Sub, ...) as plain values."""
 
 
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+    """A tagged node as ``{"!Tag": value}`` (its value read as plain YAML)."""
+    if isinstance(node, yaml.SequenceNode):
+        return {f"!{suffix}": loader.construct_sequence(node, deep=True)}
+    if isinstance(node, yaml.MappingNode):
+        return {f"!{suffix}": loader.construct_mapping(node, deep=True)}
+    return {f"!{suffix}": loader.construct_scalar(node)}  # type: ignore[arg-type]
+
+
+_CfnLoader.add_multi_constructor("!", _tagged)
 
 
 def template_routes(template_text: str) -> dict[str, set[tuple[str, str]]]:
-    """{service: {(METHOD, path)}} from each function's Api events; the service is what its
+    """{service: {(METHOD, path)}} from each function's Api events and from the API's
+    DefinitionBody (the routes whose integration names the function); the service is what its
     composition root (functions/<dir>/app.py) passes to ``api_handler``."""
     template = yaml.load(template_text, Loader=_CfnLoader)
     out: dict[str, set[tuple[str, str]]] = {}
-    for resource in template["Resources"].values():
+    body_paths = {
+        (method.upper(), path, str(operation["x-amazon-apigateway-integration"]["uri"]))
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Api" and "DefinitionBody" in resource["Properties"]
+        for path, item in resource["Properties"]["DefinitionBody"]["paths"].items()
+        for method, operation in item.items()
+    }
+    for name, resource in template["Resources"].items():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
         props = resource["Properties"]
         events = [e["Properties"] for e in (props.get("Events") or {}).values() if e["Type"] == "Api"]
-        if not events:
+        routes = {(e["Method"].upper(), e["Path"]) for e in events}
+        routes |= {(method, path) for method, path, uri in body_paths if "${" + name + ".Arn}" in uri}
+        if not routes:
             continue
         root = (ROOT / props["CodeUri"] / "app.py").read_text()
         (service,) = re.findall(r'api_handler\("(\w+)"\)', root)
-        out[service] = {(e["Method"].upper(), e["Path"]) for e in events}
+        out[service] = routes
     return out
 
 
@@ -94,3 +113,23 @@ def test_a_route_added_to_the_template_alone_is_caught():
     assert extra != TEMPLATE
     declared = template_routes(extra)["search"]
     assert declared - expected_template("search", app_routes("search")) == {("GET", "/workitems")}
+
+
+def test_every_retrieve_method_streams_when_streaming_is_enabled_and_is_buffered_otherwise():
+    """Under the Lambda Web Adapter's response_stream mode every answer of the retrieve function is
+    a stream, so each of its methods must use STREAM and the response-streaming-invocations URI."""
+    template = yaml.load(TEMPLATE, Loader=_CfnLoader)
+    paths = template["Resources"]["DicomwebApi"]["Properties"]["DefinitionBody"]["paths"]
+    integrations = [op["x-amazon-apigateway-integration"] for item in paths.values() for op in item.values()]
+    assert len(integrations) == len(template_routes(TEMPLATE)["retrieve"])
+    for integration in integrations:
+        assert integration["responseTransferMode"] == {"!If": ["IsStreaming", "STREAM", "BUFFERED"]}
+        condition, streamed, buffered = integration["uri"]["!If"]
+        assert condition == "IsStreaming"
+        assert streamed["!Sub"].endswith("/2021-11-15/functions/${RetrieveFunction.Arn}/response-streaming-invocations")
+        assert buffered["!Sub"].endswith("/2015-03-31/functions/${RetrieveFunction.Arn}/invocations")
+    retrieve = template["Resources"]["RetrieveFunction"]["Properties"]
+    assert retrieve["Handler"] == {"!If": ["IsStreaming", "run.sh", "app.handler"]}
+    variables = retrieve["Environment"]["Variables"]
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"]["!If"][:2] == ["IsStreaming", "/opt/bootstrap"]
+    assert variables["AWS_LWA_INVOKE_MODE"]["!If"][:2] == ["IsStreaming", "response_stream"]

@@ -64,8 +64,10 @@ def _import(args: argparse.Namespace) -> int:
 
     url, headers = _api(args)
     drop = None
-    stack = _stack(args, required=())
-    if stack["bucket"]:  # else files too large for one request are reported, not dropped
+    stack = _stack(args, required=()) if args.s3_drop else {}
+    if args.s3_drop:  # else files too large for one request go through upload sessions
+        if not stack["bucket"]:
+            raise SystemExit("--s3-drop needs the stack's bucket: --bucket, or an --endpoint-file")
         import boto3
 
         s3 = boto3.client("s3", **_client_kwargs(stack))
@@ -88,7 +90,7 @@ def _import(args: argparse.Namespace) -> int:
             progress=bar,
         )
     elapsed = max(time.perf_counter() - started, 1e-6)
-    rate = summary.stored + summary.dropped
+    rate = summary.stored + summary.dropped + summary.uploaded
     print("\n".join(summary.lines()))
     print(f"{rate / elapsed:.1f} instances/s, {summary.bytes_sent / elapsed / 1e6:.1f} MB/s")
     return 1 if summary.failed else 0
@@ -176,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--max-request-bytes", type=int, default=4_000_000, help="the largest STOW-RS request (the stack's limit)"
     )
     imp.add_argument("--no-resume", action="store_true", help="send everything again, ignoring the journal")
+    imp.add_argument(
+        "--s3-drop",
+        action="store_true",
+        help="put files too large for one request into the bucket's incoming/ prefix with AWS credentials, "
+        "instead of uploading them through an upload session (which needs only the API key)",
+    )
     imp.set_defaults(run=_import)
 
     exp = sub.add_parser("export", help="write studies (by UID, or those a search finds) as Part-10 files")

@@ -60,6 +60,10 @@ class Conflict(DicomwebError):
     status = 409
 
 
+class Gone(DicomwebError):
+    status = 410
+
+
 class PayloadTooLarge(DicomwebError):
     status = 413
 

@@ -73,6 +73,16 @@ class BlobStore(Protocol):
         ``BlobNotFound``."""
         ...
 
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        """The object's bytes in pieces of at most ``chunk_size`` (memory stays at one piece), or
+        ``BlobNotFound`` before the first piece."""
+        ...
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        """A URL that GETs the object without credentials for ``seconds``, answered with
+        ``content_type``; None where the store has no such URLs (in memory)."""
+        ...
+
     def copy(
         self,
         source_key: str,
@@ -192,3 +202,98 @@ class MetadataIndex(Protocol):
 
         ``with_metadata`` also loads each instance's stored WADO-RS metadata."""
         ...
+
+
+# ── Upload sessions (store/uploads.py): Part-10 files of any size PUT straight to S3 ──────────
+
+
+@dataclass(frozen=True)
+class UploadSession:
+    """What an upload session promised: ``files`` files (numbered from 1) under
+    ``uploads/{session_id}/``, presigned URLs valid until ``expires`` (Unix time); ``multipart``
+    maps a file number to its S3 multipart upload (upload id, number of parts)."""
+
+    session_id: str
+    files: int
+    expires: int
+    multipart: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """The outcome of one file of a session, or of one upload the session refused.
+
+    ``state`` is ``indexing`` (claimed by an indexer, not finished), ``stored`` or ``failed``.
+    ``token`` is the MD5 of the bytes that claimed the file: a redelivered event carries the same
+    bytes, a second upload to the same URL with other bytes does not. ``refused`` is set for an
+    upload that did not count (another upload had claimed its file, or its number is beyond the
+    session's files)."""
+
+    number: int
+    state: str
+    token: str
+    sop_class_uid: str = ""
+    sop_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    reason: int = 0
+    message: str = ""
+    refused: bool = False
+
+
+class Claim(Enum):
+    CLAIMED = "claimed"  # this upload is the file's: index it
+    SETTLED = "settled"  # these very bytes were indexed already (a redelivered event)
+    TAKEN = "taken"  # another upload (other bytes) is the file's
+
+
+class UploadSessions(Protocol):
+    """Upload sessions and their per-file outcomes (DynamoDB items in the cloud). The session item
+    is written once; each file's outcome is its own item, written under a condition, so the files
+    of one session finish in parallel Lambdas without reading and rewriting a shared item."""
+
+    def create(self, session: UploadSession, keep_until: int) -> None: ...
+
+    def get(self, session_id: str) -> UploadSession | None:
+        """The session, or None when it was never created or has been removed (``keep_until``)."""
+        ...
+
+    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> Claim:
+        """Make the upload with MD5 ``token`` file ``number``'s, unless another upload is."""
+        ...
+
+    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
+        """Record a claimed file's outcome; False when the claim is not ``outcome.token``'s (or,
+        for ``state="failed"`` with ``token=""``, when the file was claimed meanwhile)."""
+        ...
+
+    def refuse(self, outcome: UploadedFile, session_id: str, keep_until: int) -> None:
+        """Record an upload that does not count (idempotent for the same number and token)."""
+        ...
+
+    def outcomes(self, session_id: str) -> list[UploadedFile]:
+        """Every file outcome and refused upload of the session (a consistent read)."""
+        ...
+
+
+class UploadTargets(Protocol):
+    """Where clients upload: presigned S3 requests under ``uploads/`` (S3 in the cloud)."""
+
+    def presign_put(self, key: str, expires_in: int) -> str: ...
+
+    def start_multipart(self, key: str) -> str:
+        """A new multipart upload of ``key``; its upload id."""
+        ...
+
+    def presign_part(self, key: str, upload_id: str, part: int, expires_in: int) -> str: ...
+
+    def uploaded_parts(self, key: str, upload_id: str) -> list[tuple[int, str, int]] | None:
+        """(part number, ETag, size) of each uploaded part; None when the upload is no longer
+        open (completed or aborted)."""
+        ...
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> bool:
+        """Join the parts into the object; False when the upload is no longer open."""
+        ...
+
+    def exists(self, key: str) -> bool: ...

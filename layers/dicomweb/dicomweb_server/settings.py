@@ -15,6 +15,12 @@ from enum import StrEnum
 DEFAULT_MAX_RESPONSE_BYTES = 4_400_000
 #: A buffered Lambda event is capped at 6 MB including base64: about 4.4-4.5 MB of raw body.
 DEFAULT_MAX_REQUEST_BYTES = 4_500_000
+#: Lambda streams at most 200 MB per response; 190 MiB leaves room for multipart framing and headers.
+MAX_STREAM_RESPONSE_BYTES = 190 * 1024 * 1024
+#: When a single-part answer may be a 303 to a presigned S3 URL instead (``redirect_policy``).
+REDIRECT_POLICIES = ("never", "above-limit", "always")
+#: SigV4 presigned URLs are valid for at most 7 days (and never longer than the signing credentials).
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
 
 class DuplicatePolicy(StrEnum):
@@ -46,6 +52,15 @@ class Settings:
     public_base_url: str = ""
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    #: Largest answer sent as a stream (a buffered answer stops at ``max_response_bytes``); 0: the
+    #: deployment cannot stream (Mangum, the local emulator). At most 190 MiB behind Lambda.
+    stream_response_bytes: int = 0
+    #: Objects of a study or series retrieve read at once (a bounded thread pool).
+    retrieve_concurrency: int = 8
+    #: never | above-limit (a single-part answer too large to send inline) | always (every single-part answer).
+    redirect_policy: str = "never"
+    #: Lifetime of a redirect's presigned S3 URL.
+    presign_seconds: int = 300
     qido_default_limit: int = 100
     qido_max_limit: int = 1000
     #: Index items one search may read before it answers with what it found and a continuation.
@@ -68,6 +83,16 @@ class Settings:
     rendered_max_viewport: int = 4096
     #: Thumbnails fit in a square of this many pixels unless the request gives a viewport.
     thumbnail_size: int = 128
+    #: How long an upload session's presigned URLs are valid (and the longest a client may ask for).
+    upload_session_seconds: int = 3600
+    #: Files above this size are uploaded in parts of this size (S3 multipart; at least 5 MiB on S3).
+    upload_part_bytes: int = 64 * 1024 * 1024
+    #: Most files one upload session may announce.
+    upload_max_files: int = 1000
+    #: Most presigned URLs one session answer may carry (the answer is a buffered Lambda response).
+    upload_max_urls: int = 2000
+    #: The S3 endpoint presigned URLs name, when clients reach S3 elsewhere than the SDK's default.
+    s3_public_endpoint: str = ""
     #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
     #: there by the handler itself (with its key and reason), besides being moved to rejected/.
     dead_letter_queue_url: str = ""
@@ -97,9 +122,23 @@ class Settings:
             "bulk_data_threshold",
             "rendered_max_viewport",
             "thumbnail_size",
+            "upload_session_seconds",
+            "upload_part_bytes",
+            "upload_max_files",
+            "upload_max_urls",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.stream_response_bytes < 0:
+            raise ValueError("stream_response_bytes must be 0 (no streaming) or positive")
+        if self.retrieve_concurrency < 1:
+            raise ValueError("retrieve_concurrency must be at least 1")
+        if self.redirect_policy not in REDIRECT_POLICIES:
+            raise ValueError(
+                f"redirect_policy must be one of {', '.join(REDIRECT_POLICIES)}, got {self.redirect_policy!r}"
+            )
+        if not 1 <= self.presign_seconds <= MAX_PRESIGN_SECONDS:
+            raise ValueError(f"presign_seconds must be between 1 and {MAX_PRESIGN_SECONDS}")
         if self.qido_default_limit > self.qido_max_limit:
             raise ValueError("qido_default_limit must not exceed qido_max_limit")
 
@@ -124,8 +163,10 @@ class Settings:
             "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
             "api_key": "API_KEY",
             "api_key_secret_arn": "API_KEY_SECRET_ARN",
+            "s3_public_endpoint": "S3_PUBLIC_ENDPOINT",
             "dead_letter_queue_url": "DEAD_LETTER_QUEUE_URL",
             "duplicate_policy": "DUPLICATE_POLICY",
+            "redirect_policy": "REDIRECT_POLICY",
         }
         numbers = {
             "max_request_bytes": "MAX_REQUEST_BYTES",
@@ -138,8 +179,15 @@ class Settings:
             "rendered_max_viewport": "RENDERED_MAX_VIEWPORT",
             "thumbnail_size": "THUMBNAIL_SIZE",
             "max_indexed_frame_table_bytes": "MAX_INDEXED_FRAME_TABLE_BYTES",
+            "upload_session_seconds": "UPLOAD_SESSION_SECONDS",
+            "upload_part_bytes": "UPLOAD_PART_BYTES",
+            "upload_max_files": "UPLOAD_MAX_FILES",
+            "upload_max_urls": "UPLOAD_MAX_URLS",
             "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
             "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
+            "stream_response_bytes": "STREAM_RESPONSE_BYTES",
+            "retrieve_concurrency": "RETRIEVE_CONCURRENCY",
+            "presign_seconds": "PRESIGN_SECONDS",
         }
         for field, var in text.items():
             if env.get(var):

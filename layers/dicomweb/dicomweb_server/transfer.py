@@ -1,11 +1,12 @@
 """Bulk import and export for the ``dicomweb`` command (``cli.py``), through the DICOMweb API.
 
 Import walks files, folders and zip files, sends Part-10 instances in parallel STOW-RS batches
-sized under the stack's request limit, drops a file too large for one request straight into the
-bucket's ``incoming/`` prefix when the stack's bucket is reachable (the S3-drop path indexes it
-like STOW), and keeps a journal so that a second run after an interruption sends only what is
-left. Export writes a study, or every study a search finds, to a folder of Part-10 files, one
-instance per request in parallel, skipping files already written.
+sized under the stack's request limit, uploads a file too large for one request straight to S3
+through an upload session (``POST /uploads``: presigned URLs, the API key is enough; or, with
+``drop``, into the bucket's ``incoming/`` prefix with AWS credentials), and keeps a journal so
+that a second run after an interruption sends only what is left. Export writes a study, or every
+study a search finds, to a folder of Part-10 files, one instance per request in parallel, skipping
+files already written.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class ImportSummary:
     stored: int = 0
     already: int = 0  # sent by an earlier run (the journal)
     dropped: int = 0  # put into incoming/ (indexed by the S3-drop path)
+    uploaded: int = 0  # stored through an upload session (presigned S3 URLs)
     skipped: int = 0  # not DICOM
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_sent: int = 0
@@ -117,6 +119,7 @@ class ImportSummary:
         out = [
             f"stored:                 {self.stored}",
             f"already sent before:    {self.already}",
+            f"uploaded to S3:         {self.uploaded}",
             f"dropped into incoming/: {self.dropped}",
             f"not DICOM, skipped:     {self.skipped}",
             f"failed:                 {len(self.failed)}",
@@ -136,17 +139,79 @@ def _stow(session: Any, url: str, headers: dict[str, str], parts: list[bytes]) -
         timeout=300,
     )
     if response.status_code in (200, 202, 409) and response.content:
-        doc = response.json()
-        stored = len(doc.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", []))
-        failed = [
-            f"FailureReason 0x{item[FAILURE_REASON]['Value'][0]:04X}"
-            for item in doc.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])
-        ]
-        return stored, failed
+        return _outcome(response.json())
+    return 0, [_message(response)] * len(parts)
+
+
+#: Files per upload session the import opens (the server takes up to its UPLOAD_MAX_FILES).
+SESSION_FILES = 50
+
+
+def _put(session: Any, entry: dict[str, Any], source: Source) -> str | None:
+    """Upload one file to its presigned URL(s), completing a multipart upload; an error or None."""
+    data = source.read()
+    if entry["method"] == "PUT":
+        r = session.put(entry["url"], data=data, timeout=600)
+        return None if r.status_code == 200 else f"S3 PUT answered {r.status_code}"
+    size = entry["part_size"]
+    for n, url in enumerate(entry["parts"]):
+        r = session.put(url, data=data[n * size : (n + 1) * size], timeout=600)
+        if r.status_code != 200:
+            return f"S3 UploadPart answered {r.status_code}"
+    return None
+
+
+def _upload_session(
+    session: Any, url: str, headers: dict[str, str], files: list[Source], workers: int, timeout: float = 1800
+) -> tuple[int, list[str]]:
+    """Store ``files`` through one upload session: (instances stored, failure reasons)."""
+    import time
+
+    created = session.post(
+        f"{url}/uploads", json={"files": [{"size": s.size} for s in files]}, headers=headers, timeout=60
+    )
+    if created.status_code != 201:
+        return 0, [_message(created)] * len(files)
+    answer = created.json()
+    failed: list[str] = []
+    with ThreadPoolExecutor(workers) as pool:
+        errors = list(pool.map(lambda pair: _put(session, *pair), zip(answer["files"], files, strict=True)))
+    for entry, error in zip(answer["files"], errors, strict=True):
+        if error is None and entry["method"] == "multipart":
+            done = session.post(entry["complete"], headers=headers, timeout=300)
+            error = None if done.status_code == 202 else _message(done)
+        if error is not None:
+            failed.append(error)
+    deadline = time.monotonic() + timeout
+    while True:  # 202 with Retry-After: files still being indexed (a file not uploaded never is)
+        r = session.get(answer["status"], headers={**headers, "Accept": "application/dicom+json"}, timeout=60)
+        if r.status_code not in (200, 202, 409):
+            return 0, [_message(r)] * len(files)
+        stored, reasons = _outcome(r.json())
+        pending = r.status_code == 202 and "Retry-After" in r.headers
+        if not pending or stored + len(reasons) + len(failed) >= len(files) or time.monotonic() > deadline:
+            break
+        time.sleep(float(r.headers["Retry-After"]))
+    if pending and stored + len(reasons) + len(failed) < len(files):
+        left = len(files) - stored - len(reasons) - len(failed)
+        failed.append(f"{left} files still being indexed; import again later")
+    return stored, failed + reasons
+
+
+def _outcome(doc: dict[str, Any]) -> tuple[int, list[str]]:
+    """(instances stored, failure reasons) of a Store Instances Response."""
+    stored = len(doc.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", []))
+    return stored, [
+        f"FailureReason 0x{item[FAILURE_REASON]['Value'][0]:04X}"
+        for item in doc.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])
+    ]
+
+
+def _message(response: Any) -> str:
     message = response.text[:200].strip()
     with contextlib.suppress(ValueError):
         message = str(response.json().get("message", message))
-    return 0, [f"HTTP {response.status_code}: {message}"] * len(parts)
+    return f"HTTP {response.status_code}: {message}"
 
 
 def import_files(
@@ -160,14 +225,17 @@ def import_files(
     drop: Callable[[str, bytes], None] | None = None,
     journal: Journal | None = None,
     progress: Any = None,
+    http: Any = None,
 ) -> ImportSummary:
-    """Store every DICOM file under ``paths`` through STOW-RS (or ``drop`` for files larger than
-    one request may be); ``progress`` is a tqdm-like bar updated with bytes sent."""
+    """Store every DICOM file under ``paths`` through STOW-RS; files larger than one request may
+    be go through upload sessions (or ``drop``, when given); ``progress`` is a tqdm-like bar
+    updated with bytes sent; ``http`` a requests-like session (a new ``requests.Session`` by
+    default)."""
     import requests
 
     summary = ImportSummary()
     lock = threading.Lock()
-    session = requests.Session()
+    session = http or requests.Session()
 
     def send(batch: list[tuple[Source, bytes]]) -> None:
         stored, failed = _stow(session, url, headers, [data for _, data in batch])
@@ -193,6 +261,7 @@ def import_files(
         if journal is not None:
             journal.add([source])
 
+    large: list[Source] = []
     with ThreadPoolExecutor(workers) as pool:
         futures = []
         batch: list[tuple[Source, bytes]] = []
@@ -210,12 +279,10 @@ def import_files(
                     progress.update(len(data))
                 continue
             if len(data) + 200 > max_request_bytes:
-                if drop is None:
-                    summary.failed.append(
-                        (source.label, f"larger than one request ({len(data)} bytes) and no bucket to drop it into")
-                    )
-                    continue
-                futures.append(pool.submit(put_aside, source, data))
+                if drop is not None:
+                    futures.append(pool.submit(put_aside, source, data))
+                else:  # read again when it is uploaded: large files are not held in memory
+                    large.append(source)
                 continue
             if batch and (size + len(data) + 200 > max_request_bytes or len(batch) >= max_batch):
                 futures.append(pool.submit(send, batch))
@@ -226,6 +293,16 @@ def import_files(
             futures.append(pool.submit(send, batch))
         for future in futures:
             future.result()
+    for start in range(0, len(large), SESSION_FILES):
+        group = large[start : start + SESSION_FILES]
+        stored, failed = _upload_session(session, url, headers, group, workers)
+        summary.uploaded += stored
+        summary.bytes_sent += sum(s.size for s in group)
+        summary.failed += [(f"upload session of {len(group)} from {group[0].label}", why) for why in failed]
+        if progress is not None:
+            progress.update(sum(s.size for s in group))
+        if journal is not None and not failed:
+            journal.add(group)
     return summary
 
 

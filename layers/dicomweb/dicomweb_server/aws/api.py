@@ -13,7 +13,7 @@ from mangum import Mangum
 
 from ..settings import Settings
 from ..web.app import create_app
-from .runtime import aws_ports, logger, metrics
+from .runtime import aws_ports, logger, metrics, upload_ports
 
 TEXT_TYPES = ["application/json", "application/dicom+json", "application/dicom+xml", "text/", "application/xml"]
 
@@ -39,7 +39,14 @@ def api_handler(service: str, settings: Settings | None = None) -> Callable[[dic
     """A Lambda handler serving one DICOMweb service behind API Gateway (REST, proxy integration)."""
     settings = settings or Settings.from_env()
     index, blobs = aws_ports(settings)
-    app = create_app(settings, index=index, blobs=blobs, services=[service], api_key=api_key_provider(settings))
+    app = create_app(
+        settings,
+        index=index,
+        blobs=blobs,
+        services=[service],
+        api_key=api_key_provider(settings),
+        uploads=upload_ports(settings) if service == "store" else None,
+    )
     asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_TYPES)  # type: ignore[arg-type]
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)

@@ -11,8 +11,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from ..blobs.s3 import S3BlobStore
+from ..blobs.uploads import S3UploadTargets
 from ..index.dynamodb import DynamoDbIndex
+from ..index.uploads import DynamoDbUploadSessions
 from ..settings import Settings
+from ..store.uploads import UploadPorts
 
 logger = Logger()
 metrics = Metrics()
@@ -20,17 +23,40 @@ copy_config_to_registered_loggers(source_logger=logger, include={"dicomweb"})
 logging.getLogger("dicomweb").setLevel(logger.log_level)
 
 
-def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
-    """The DynamoDB index and the S3 blob store, with boto3 clients built once per cold start."""
+def aws_clients() -> tuple[Any, Any]:
+    """The boto3 DynamoDB and S3 clients every function uses, built once per cold start."""
     import boto3
     from botocore.config import Config
 
     # Bounded retries with backoff for throttling and 5xx; what still fails becomes a 503 (cloud_errors).
     config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=20)
     session = boto3.session.Session()
-    return (
-        DynamoDbIndex(session.client("dynamodb", config=config), settings.table_name),
-        S3BlobStore(session.client("s3", config=config), settings.bucket_name),
+    # SigV4 for presigned redirects (boto3 signs V2 against a custom endpoint such as an emulator).
+    s3_config = config.merge(Config(signature_version="s3v4"))
+    return session.client("dynamodb", config=config), session.client("s3", config=s3_config)
+
+
+def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
+    """The DynamoDB index and the S3 blob store on ``aws_clients``."""
+    dynamodb, s3 = aws_clients()
+    return DynamoDbIndex(dynamodb, settings.table_name), S3BlobStore(s3, settings.bucket_name)
+
+
+def upload_ports(settings: Settings) -> UploadPorts:
+    """Upload sessions on the table, and presigned URLs signed with SigV4 for the endpoint
+    clients reach (``S3_PUBLIC_ENDPOINT``, else the SDK's own)."""
+    import boto3
+    from botocore.config import Config
+
+    dynamodb, s3 = aws_clients()
+    presign = boto3.session.Session().client(
+        "s3",
+        endpoint_url=settings.s3_public_endpoint or None,
+        config=Config(signature_version="s3v4"),
+    )
+    return UploadPorts(
+        DynamoDbUploadSessions(dynamodb, settings.table_name),
+        S3UploadTargets(s3, presign, settings.bucket_name),
     )
 
 

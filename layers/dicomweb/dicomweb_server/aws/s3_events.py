@@ -15,16 +15,18 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event
 
-from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
+from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX, UPLOADS_PREFIX
 from ..settings import Settings
 from ..store.drop import DropOutcome, index_dropped
-from .runtime import aws_ports, dead_letters, logger, metrics
+from ..store.uploads import index_upload
+from .runtime import aws_ports, dead_letters, logger, metrics, upload_ports
 
 
 def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     settings = settings or Settings.from_env()
     index, blobs = aws_ports(settings)
     report = dead_letters(settings.dead_letter_queue_url)
+    sessions = upload_ports(settings).sessions
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     @metrics.log_metrics
@@ -35,6 +37,20 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 continue
             # S3 event keys arrive URL-encoded ("my+scan%281%29.dcm"); the data class leaves them so.
             key = unquote_plus(record.s3.get_object.key)
+            if key.startswith(UPLOADS_PREFIX):  # a file of an upload session (store/uploads.py)
+                uploaded = index_upload(
+                    key,
+                    sessions=sessions,
+                    index=index,
+                    blobs=blobs,
+                    max_metadata_bytes=settings.max_indexed_metadata_bytes,
+                    bulk_threshold=settings.bulk_data_threshold,
+                    max_frame_table_bytes=settings.max_indexed_frame_table_bytes,
+                    duplicate_policy=settings.duplicate_policy,
+                )
+                counts[f"upload_{uploaded.value}"] = counts.get(f"upload_{uploaded.value}", 0) + 1
+                metrics.add_metric(name=f"upload_{uploaded.value}", unit=MetricUnit.Count, value=1)
+                continue
             outcome, reason = index_dropped(
                 key,
                 index=index,

@@ -14,6 +14,9 @@ key                                                                        what
 ``rejected/...``                                                           dropped files that were
                                                                            not valid instances
 ``derived/thumbnails/{study}/{series}/{sop}/{md5}/{variant}``              cached thumbnails
+``uploads/{session}/{n}.dcm``                                              file n of an upload
+                                                                           session, indexed and
+                                                                           removed by the indexer
 =========================================================================  ==========================
 
 Every writer puts its object under a key of its own (the content's MD5 and a random writer tag),
@@ -29,6 +32,12 @@ from typing import Protocol
 
 INCOMING_PREFIX = "incoming/"
 REJECTED_PREFIX = "rejected/"
+UPLOADS_PREFIX = "uploads/"
+
+
+def upload_key(session_id: str, number: int) -> str:
+    """Where file ``number`` (from 1) of an upload session is uploaded."""
+    return f"{UPLOADS_PREFIX}{session_id}/{number}.dcm"
 
 
 def instance_key(study_uid: str, series_uid: str, sop_uid: str) -> str:

@@ -34,6 +34,13 @@ class MemoryBlobStore:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        data = self.get(key)
+        return (data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        return None
+
     def copy(
         self,
         source_key: str,

@@ -36,6 +36,7 @@ class _Body:
 
 class S3BlobStore:
     def __init__(self, client: Any, bucket: str, *, copy_limit: int = COPY_LIMIT, copy_part: int = COPY_PART) -> None:
+        self._client = client
         self._s3 = translating(client, "S3", expected=_MISSING + _CHANGED)
         self.bucket = bucket
         self.copy_limit = copy_limit
@@ -75,6 +76,33 @@ class S3BlobStore:
         except ClientError:  # only the _MISSING codes come through untranslated
             return False
         return True
+
+    def chunks(self, key: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            raise BlobNotFound(key) from None
+        return self._pieces(response["Body"], chunk_size)
+
+    @staticmethod
+    def _pieces(body: Any, chunk_size: int) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except BotoCoreError as exc:  # the connection broke mid-object
+            raise translate(exc, "S3", "GetObject") from exc
+        finally:
+            body.close()
+
+    def presign(self, key: str, seconds: int, content_type: str) -> str | None:
+        """A SigV4 presigned GET (the client must be configured with ``signature_version="s3v4"``:
+        boto3's default against a custom endpoint is V2, which some emulators do not check). In
+        Lambda the URL also stops working when the role's session credentials expire."""
+        url: str = self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": key, "ResponseContentType": content_type},
+            ExpiresIn=seconds,
+        )
+        return url
 
     def open(self, key: str) -> OpenedBlob:
         try:

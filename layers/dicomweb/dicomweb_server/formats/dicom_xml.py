@@ -36,6 +36,8 @@ _FLOATS = {"DS", "FL", "FD"}
 
 def _person_name(parent: ET.Element, number: int, value: Any) -> None:
     pn = ET.SubElement(parent, "PersonName", number=str(number))
+    if value is None:  # an empty name among several: an empty PersonName, not the text "None"
+        return
     groups = value if isinstance(value, dict) else {"Alphabetic": str(value)}
     for group in ("Alphabetic", "Ideographic", "Phonetic"):
         text = groups.get(group)
@@ -108,6 +110,17 @@ def _number(value: str, vr: str, where: str) -> Any:
     return text
 
 
+def _numbered(nodes: list[ET.Element], where: str) -> list[ET.Element]:
+    """Value, PersonName or Item children in the order of their ``number`` attribute (from 1)."""
+    numbers = []
+    for n in nodes:
+        text = (_attr(n, "number") or "0").strip()
+        if not (text.isascii() and text.isdigit()):
+            raise BadRequest(f"{where}: <{_local(n.tag)} number={text[:20]!r}> is not a whole number")
+        numbers.append(int(text))
+    return [n for _, n in sorted(zip(numbers, nodes, strict=True), key=lambda pair: pair[0])]
+
+
 def _element(node: ET.Element, path: str) -> tuple[str, DicomJson]:
     tag = _attr(node, "tag")
     keyword = _attr(node, "keyword")
@@ -146,10 +159,10 @@ def _element(node: ET.Element, path: str) -> tuple[str, DicomJson]:
         return tag, out
     values: list[Any] = []
     if vr == "SQ":
-        for item in sorted(_children(node, "Item"), key=lambda n: int(_attr(n, "number") or 0)):
+        for item in _numbered(_children(node, "Item"), where):
             values.append(_dataset(item, f"{where} item {_attr(item, 'number')}"))
     elif vr == "PN":
-        for pn in sorted(_children(node, "PersonName"), key=lambda n: int(_attr(n, "number") or 0)):
+        for pn in _numbered(_children(node, "PersonName"), where):
             groups: dict[str, str] = {}
             for group in pn:
                 name = _PN_GROUPS.get(_local(group.tag).lower())
@@ -161,7 +174,7 @@ def _element(node: ET.Element, path: str) -> tuple[str, DicomJson]:
                     groups[name] = text
             values.append(groups or None)
     else:
-        for value in sorted(_children(node, "Value"), key=lambda n: int(_attr(n, "number") or 0)):
+        for value in _numbered(_children(node, "Value"), where):
             text = value.text or ""
             values.append(_number(text, vr, where) if vr in _INTS | _FLOATS else text)
     if values:

@@ -84,6 +84,14 @@ def render_instances(
     return multipart.encode(parts, DICOM, boundary=boundary)
 
 
+def jpeg_frames_of(data: bytes) -> list[bytes]:
+    """One JPEG per frame of a Part-10 object (none when it has no pixel data)."""
+    ds = dcmread(io.BytesIO(data))
+    if "PixelData" not in ds:
+        return []
+    return [frames.frame_as_jpeg(ds, number) for number in range(1, frames.frame_count(ds) + 1)]
+
+
 def render_jpeg_frames(
     instances: Sequence[StoredInstance], blobs: BlobStore, base_url: str, *, boundary: str | None = None
 ) -> tuple[bytes, str]:

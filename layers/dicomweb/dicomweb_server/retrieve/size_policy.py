@@ -9,6 +9,13 @@ Sizes known before reading come from the index: stored object sizes for Part-10 
 decoded output Rows × Columns × SamplesPerPixel × BitsAllocated/8 × frames (an upper bound for
 JPEG and other encoded output). An upper bound above the limit is no reason to refuse: the answer
 is built and ``decide`` is asked again with its exact size (``Delivery.MEASURE``).
+
+Where the deployment streams (the retrieve function behind the Lambda Web Adapter, or uvicorn),
+``choose`` adds two deliveries: ``STREAMED`` for answers above the buffered limit up to
+``Limits.stream``, written part by part; and ``REDIRECT`` for a single-part answer (one stored
+object) when ``Limits.redirect`` allows it: a 303 to a presigned S3 URL. A multipart answer is never
+redirected (the Python dicomweb-client keeps its explicit Host header across a redirect, which
+breaks the presigned signature). Above every limit the answer is a 413 naming what to ask for.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from enum import Enum
 from ..errors import PayloadTooLarge
 from ..formats import dicom_json as dj
 from ..records import StoredInstance
+from ..settings import Settings
 
 #: Multipart framing per part (boundary line and part headers) when no Content-Location is sent.
 PART_OVERHEAD = 200
@@ -35,6 +43,29 @@ class Delivery(Enum):
     INLINE = "inline"
     #: Only an upper bound is known and it is above the limit: build the answer, then decide again.
     MEASURE = "measure"
+    #: Too large for one buffered body, within the streaming limit: written part by part.
+    STREAMED = "streamed"
+    #: A single-part answer sent as a 303 to a short-lived presigned URL of the object.
+    REDIRECT = "redirect"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What this deployment can send: ``inline`` bytes in one buffered body, ``stream`` bytes as a
+    stream (0: it cannot stream), and when single-part answers are redirected (never,
+    above-limit, always)."""
+
+    inline: int
+    stream: int = 0
+    redirect: str = "never"
+
+    @property
+    def largest(self) -> int:
+        return max(self.inline, self.stream)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_response_bytes, settings.stream_response_bytes, settings.redirect_policy)
 
 
 @dataclass(frozen=True)
@@ -78,6 +109,39 @@ def build_within(size: Size, answer: Answer, limit: int, build: Callable[[], tup
     if delivery is Delivery.MEASURE:
         check_measured(len(body), answer, limit)
     return body, content_type
+
+
+def choose(size: Size, answer: Answer, limits: Limits, *, redirectable: bool = False) -> Delivery:
+    """How to send an answer of ``size``: INLINE, REDIRECT (``redirectable``: one stored object,
+    single-part, when the policy allows), STREAMED, MEASURE (an upper bound above the buffered
+    limit and the streaming limit: build, then ``after_build``), or a 413."""
+    if redirectable and limits.redirect == "always":
+        return Delivery.REDIRECT
+    if size.bytes <= limits.inline:
+        return Delivery.INLINE
+    if redirectable and limits.redirect == "above-limit":
+        return Delivery.REDIRECT
+    if size.bytes <= limits.stream:
+        return Delivery.STREAMED
+    if not size.exact:
+        return Delivery.MEASURE
+    raise PayloadTooLarge(_too_large(size.bytes, answer, limits))
+
+
+def after_build(length: int, answer: Answer, limits: Limits) -> Delivery:
+    """The exact size of an answer already built: INLINE, STREAMED, or a 413."""
+    if length <= limits.inline:
+        return Delivery.INLINE
+    if length <= limits.stream:
+        return Delivery.STREAMED
+    raise PayloadTooLarge(_too_large(length, answer, limits))
+
+
+def _too_large(length: int, answer: Answer, limits: Limits) -> str:
+    limit = f"response limit of {limits.inline} bytes"
+    if limits.stream > limits.inline:
+        limit = f"streaming limit of {limits.stream} bytes"
+    return f"the {answer.what} is {length} bytes, above this server's {limit}; {answer.smaller}"
 
 
 # -- sizes known before reading ---------------------------------------------------------------

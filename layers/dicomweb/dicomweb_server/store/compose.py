@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
@@ -117,13 +118,43 @@ def _jpeg_pixels(ds: Dataset, data: bytes, where: str) -> str:
     return info.transfer_syntax
 
 
+def _check_element(tag: str, element: Any, where: str) -> None:
+    """A DICOM JSON element is an object; a bulk data reference in it is a string (PS3.18 §F.2)."""
+    if not isinstance(element, dict):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} is not a DICOM JSON element object")
+    uri = element.get("BulkDataURI")
+    if uri is not None and not isinstance(uri, str):
+        raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: attribute {tag} has a BulkDataURI that is not text")
+
+
+def _check_vrs(model: dict[str, Any], where: str) -> None:
+    """A standard attribute sent with another VR than the dictionary's (SOPInstanceUID as PN) cannot
+    be one of this instance's values; UN (value not interpreted) and ambiguous VRs are left alone."""
+    for tag, element in model.items():
+        if len(tag) != 8 or not all(c in "0123456789abcdefABCDEF" for c in tag) or int(tag[:4], 16) % 2:
+            continue
+        try:
+            known = str(dictionary_VR(int(tag, 16)))
+        except KeyError:
+            continue
+        vr = element.get("vr")
+        if " " not in known and vr not in (known, "UN"):
+            name = keyword_for_tag(int(tag, 16)) or tag
+            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"{where}: {name} ({tag}) has VR {vr!r}; it is {known}")
+
+
 def _resolve_bulk(model: dict[str, Any], bulk: dict[str, Part], where: str) -> None:
     """Replace BulkDataURI references (anywhere but PixelData) with inline values from the parts."""
     for tag, element in model.items():
         if tag == _PIXEL_DATA:
             continue
+        _check_element(tag, element, where)
         if element.get("vr") == "SQ":
             for item in element.get("Value") or []:
+                if not isinstance(item, dict):
+                    raise InvalidInstance(
+                        Reason.CANNOT_UNDERSTAND, f"{where}: an item of sequence {tag} is not an object"
+                    )
                 _resolve_bulk(item, bulk, where)
             continue
         uri = element.get("BulkDataURI")
@@ -145,6 +176,7 @@ def _build(
     pixel = model.pop(_PIXEL_DATA, None)
     pixel_part: Part | None = None
     if pixel is not None:
+        _check_element(_PIXEL_DATA, pixel, where)
         uri = pixel.get("BulkDataURI")
         if uri is None and pixel.get("vr") in _BULK_VRS and pixel.get("Value"):
             uri = str(pixel["Value"][0])  # a bare reference where a BulkData element belongs
@@ -160,6 +192,7 @@ def _build(
     elif only_instance and len(bulk) == 1:  # one image sent without a reference to it
         pixel_part = next(iter(bulk.values()))
     _resolve_bulk(model, bulk, where)
+    _check_vrs(model, where)
     try:
         ds = Dataset.from_json(model)
     except Exception as exc:

@@ -255,11 +255,12 @@ def response_dataset(outcome: StowOutcome, base_url: str, study_uid: str | None 
     return dict(sorted(out.items()))
 
 
-def require_body_size(length: int | None, limit: int) -> None:
+def require_body_size(length: int | None, limit: int, uploads_url: str = "/uploads") -> None:
     if length is not None and length > limit:
         raise PayloadTooLarge(
             f"the request body is {length} bytes; this server accepts at most {limit} bytes per STOW-RS "
-            "request: send fewer instances per request, or drop large files into the bucket's incoming/ prefix"
+            "request: send fewer instances per request, or upload larger files straight to S3 through an "
+            f'upload session: POST {uploads_url} with {{"files": [{{"name": ..., "size": ...}}]}} (docs/uploads.md)'
         )
     if length == 0:
         raise BadRequest("the request body is empty")

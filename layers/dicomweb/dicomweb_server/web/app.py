@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import DicomwebError
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
+from ..store.uploads import UploadPorts
 from . import errors
 from .security import KeyProvider, secure
 from .services import Services
@@ -27,7 +28,7 @@ _ROUTES = {
     "search": ("search_routes",),
     "retrieve": ("retrieve_routes", "pixel_routes"),
     "render": ("rendered_routes",),
-    "store": ("store_routes",),
+    "store": ("store_routes", "upload_routes"),
 }
 
 
@@ -52,17 +53,24 @@ def create_app(
     blobs: BlobStore,
     services: Iterable[str] = SERVICES,
     api_key: KeyProvider | None = None,
+    uploads: UploadPorts | None = None,
 ) -> ASGIApp:
     """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, render, store).
 
     ``api_key`` returns the key every request must present (None or empty: no key needed); by
-    default it is ``settings.api_key``.
+    default it is ``settings.api_key``. ``uploads``: the upload sessions' ports (in memory when
+    not given).
     """
     chosen = list(services)
     unknown = set(chosen) - set(SERVICES)
     if unknown:
         raise ValueError(f"unknown services {sorted(unknown)}; choose from {SERVICES}")
-    svc = Services(settings=settings, index=index, blobs=blobs)
+    if uploads is None and "store" in chosen:
+        from ..blobs.uploads import MemoryUploadTargets
+        from ..index.uploads import MemoryUploadSessions
+
+        uploads = UploadPorts(MemoryUploadSessions(), MemoryUploadTargets(blobs))
+    svc = Services(settings=settings, index=index, blobs=blobs, uploads=uploads)
     routes: list[BaseRoute] = []
     for name in chosen:
         for module in _ROUTES[name]:

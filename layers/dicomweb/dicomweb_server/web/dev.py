@@ -1,4 +1,8 @@
-"""``make dev``: every route under uvicorn on loopback, with in-memory storage (nothing persists)."""
+"""``make dev``: every route under uvicorn on loopback, with in-memory storage (nothing persists),
+or (``--aws``) with S3 and DynamoDB as boto3 finds them: ``AWS_ENDPOINT_URL`` for moto or the local stack.
+
+uvicorn streams, so retrieve answers above the buffered limit are written part by part up to
+``--stream-limit``, as behind the Lambda Web Adapter."""
 
 from __future__ import annotations
 
@@ -6,22 +10,39 @@ import argparse
 
 from ..blobs.memory import MemoryBlobStore
 from ..index.memory import MemoryIndex
+from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
 from .app import create_app
+
+#: The dev server is no Lambda: it streams what its memory and the client allow.
+DEV_STREAM_LIMIT = 4 * 1024**3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--stream-limit", type=int, default=DEV_STREAM_LIMIT, help="largest streamed answer (bytes)")
+    parser.add_argument("--aws", action="store_true", help="S3 and DynamoDB (boto3's configuration) instead of memory")
+    parser.add_argument("--bucket", default="dicomweb-dev")
+    parser.add_argument("--table", default="dicomweb-dev")
     args = parser.parse_args()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the development server binds to loopback only")
     import uvicorn
 
-    settings = Settings(bucket_name="in-memory", table_name="in-memory")
-    app = create_app(settings, index=MemoryIndex(), blobs=MemoryBlobStore())
-    print(f"DICOMweb (in-memory) at http://{args.host}:{args.port}")
+    index: MetadataIndex
+    blobs: BlobStore
+    settings = Settings(bucket_name=args.bucket, table_name=args.table, stream_response_bytes=args.stream_limit)
+    if args.aws:
+        from ..aws.runtime import aws_ports  # a composition root, like functions/*/app.py
+
+        index, blobs = aws_ports(settings)
+        where = f"S3 bucket {args.bucket}, table {args.table}"
+    else:
+        index, blobs, where = MemoryIndex(), MemoryBlobStore(), "in memory"
+    app = create_app(settings, index=index, blobs=blobs)
+    print(f"DICOMweb ({where}) at http://{args.host}:{args.port}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 

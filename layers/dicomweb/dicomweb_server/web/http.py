@@ -73,6 +73,8 @@ def base_url(request: Request, settings: Settings) -> str:
     A local emulator reached on loopback serves the API under ``/_aws/execute-api/{apiId}``
     (ministack, LocalStack), which the event does not show: it is added back from ``apiId``.
     ``X-Forwarded-Prefix`` replaces the prefix (a proxy that maps paths says where it mounted us).
+    Under the Lambda Web Adapter there is no event in the scope: the adapter passes the event's
+    request context as the ``x-amzn-request-context`` header, and the routed path is the request's.
     """
     if settings.public_base_url:
         return settings.public_base_url.rstrip("/")
@@ -81,7 +83,7 @@ def base_url(request: Request, settings: Settings) -> str:
     proto = _scheme(forwarded.get("proto")) or _scheme(_first_value(headers.get("x-forwarded-proto")))
     proxied_host = _host(forwarded.get("host")) or _host(_first_value(headers.get("x-forwarded-host")))
     host = proxied_host or _host(headers.get("host")) or "localhost"
-    event = request.scope.get("aws.event") or {}
+    event = request.scope.get("aws.event") or _adapter_event(request)
     prefix = request.scope.get("root_path", "")
     if event:
         context = event.get("requestContext") or {}
@@ -107,6 +109,18 @@ def base_url(request: Request, settings: Settings) -> str:
         elif _PREFIX.match(forwarded_prefix):
             prefix = "/" + forwarded_prefix.strip("/")
     return f"{proto}://{host}{prefix}".rstrip("/")
+
+
+def _adapter_event(request: Request) -> dict[str, Any]:
+    """The parts of the Lambda event the Web Adapter forwards: its request context, and the path."""
+    text = request.headers.get("x-amzn-request-context")
+    if not text:
+        return {}
+    try:
+        context = json.loads(text)
+    except ValueError:
+        return {}
+    return {"requestContext": context, "path": request.url.path} if isinstance(context, dict) else {}
 
 
 def json_response(

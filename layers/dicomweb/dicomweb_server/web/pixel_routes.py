@@ -20,14 +20,14 @@ from ..records import StoredInstance
 from ..retrieve import frames as fr
 from ..retrieve import negotiation, wado_uri
 from ..retrieve import size_policy as policy
+from ..retrieve.streams import bytes_body
 from ..store.failures import InvalidInstance
+from . import delivery
 from .http import base_url, path_uid
 from .services import Services
 
 
 def routes(svc: Services) -> list[Route]:
-    limit = svc.settings.max_response_bytes
-
     def _instance(study: str, series: str, sop: str) -> StoredInstance:
         found = svc.index.list_instances(study, series, sop)
         if not found:
@@ -81,9 +81,11 @@ def routes(svc: Services) -> list[Route]:
             return fr.frames_body(parts, fmt)
         return fr.render_frames_body(data, numbers, fmt, location)
 
-    def _send(size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]]) -> Response:
-        body, content_type = policy.build_within(size, answer, limit, build)
-        return Response(body, headers={"Content-Type": content_type})
+    def _send(
+        size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]], *, single_part: bool = True
+    ) -> Response:
+        """Built whole (one object is read), then sent inline, streamed or redirected."""
+        return delivery.send(svc, size, answer, lambda: bytes_body(*build()), single_part=single_part)
 
     def frames(request: Request) -> Response:
         study, series, sop = (path_uid(request, n) for n in ("study", "series", "instance"))
@@ -94,7 +96,12 @@ def routes(svc: Services) -> list[Route]:
         location = f"{base_url(request, svc.settings)}/studies/{study}/series/{series}/instances/{sop}"
         native = fmt.kind == "octet" and not UID(inst.transfer_syntax_uid).is_compressed
         size = policy.frames_size(inst, len(numbers), native_exact=native, location=location)
-        return _send(size, policy.frames_answer(), lambda: _frames_body(inst, numbers, fmt, location))
+        return _send(
+            size,
+            policy.frames_answer(),
+            lambda: _frames_body(inst, numbers, fmt, location),
+            single_part=not fmt.multipart,
+        )
 
     def wado(request: Request) -> Response:
         req = wado_uri.parse(request.query_params)

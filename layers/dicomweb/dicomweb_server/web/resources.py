@@ -42,6 +42,9 @@ RESOURCES: dict[str, dict[str, str]] = {
     _INSTANCE + "/thumbnail": {"GET": "render"},
     _INSTANCE + "/frames/{frames}/thumbnail": {"GET": "render"},
     "/wadouri": {"GET": "retrieve"},
+    "/uploads": {"POST": "store"},
+    "/uploads/{session}": {"GET": "store"},
+    "/uploads/{session}/files/{file}/complete": {"POST": "store"},
 }
 #: Paths with no resource go to this service on API Gateway (``/`` and ``/{proxy+}``).
 CATCH_ALL_SERVICE = "search"

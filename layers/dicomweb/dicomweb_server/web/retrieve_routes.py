@@ -6,14 +6,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..blobs.keys import stored_key
 from ..errors import NotAcceptable, NotFound
 from ..formats import multipart
 from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, parse_accept
 from ..records import StoredInstance
-from ..retrieve import bulkdata, negotiation
+from ..retrieve import bulkdata, negotiation, streams
 from ..retrieve import instances as wado
 from ..retrieve import metadata as wado_metadata
 from ..retrieve import size_policy as policy
+from . import delivery
 from .http import base_url, encoded_response, not_modified, not_modified_response, path_uid
 from .services import Services
 
@@ -28,6 +30,9 @@ def _target(request: Request) -> tuple[str, str | None, str | None, str]:
 
 def routes(svc: Services) -> list[Route]:
     limit = svc.settings.max_response_bytes
+    workers = svc.settings.retrieve_concurrency
+    #: Metadata is built whole; where the deployment streams it may be as large as a stream.
+    limits = policy.Limits.of(svc.settings)
 
     def _instances(target: tuple[str, str | None, str | None, str], with_metadata: bool) -> list[StoredInstance]:
         study, series, sop, what = target
@@ -43,15 +48,41 @@ def routes(svc: Services) -> list[Route]:
         found = _instances(target, with_metadata=False)
         base = base_url(request, svc.settings)
         answer = policy.instances_answer(found, what, base, as_jpeg=fmt.jpeg_frames)
+        head = request.method == "HEAD"
         if fmt.jpeg_frames:
             size = policy.jpeg_frames_size(found)
-            build = lambda: wado.render_jpeg_frames(found, svc.blobs, base)  # noqa: E731
-        else:
-            sent = found if fmt.multipart else found[:1]
-            size = policy.instances_size(sent, [wado.chosen_syntax(i, fmt) for i in sent])
-            build = lambda: wado.render_instances(found, svc.blobs, fmt, base_url=base)  # noqa: E731
-        body, content_type = policy.build_within(size, answer, limit, build)
-        return Response(body, headers={"Content-Type": content_type})
+            return delivery.send(
+                svc,
+                size,
+                answer,
+                lambda: streams.jpeg_frames_body(found, svc.blobs, base, wado.jpeg_frames_of, workers=workers),
+                head=head,
+            )
+        sent = found if fmt.multipart else found[:1]
+        syntaxes = [wado.chosen_syntax(i, fmt) for i in sent]  # every 406 the index foresees, before a read
+        size = policy.instances_size(sent, syntaxes)
+        as_stored = not fmt.multipart and syntaxes[0] == sent[0].transfer_syntax_uid
+
+        def body() -> streams.Body:
+            return streams.instances_body(
+                sent,
+                svc.blobs,
+                syntaxes,
+                lambda inst, data: wado.load_instance(inst, data, fmt),
+                multipart_body=fmt.multipart,
+                workers=workers,
+                locations=[wado.instance_url(base, i) for i in sent],
+            )
+
+        return delivery.send(
+            svc,
+            size,
+            answer,
+            body,
+            stored_key=stored_key(sent[0]) if as_stored else None,
+            single_part=not fmt.multipart,
+            head=head,
+        )
 
     threshold = svc.settings.bulk_data_threshold
 
@@ -67,7 +98,7 @@ def routes(svc: Services) -> list[Route]:
         body, content_type = wado_metadata.encode(wado_metadata.metadata(found, svc.blobs, base, threshold), media)
 
         def check(length: int, gzipped: bool) -> None:
-            policy.check_measured(length, policy.metadata_answer(found, what, base, gzipped=gzipped), limit)
+            policy.after_build(length, policy.metadata_answer(found, what, base, gzipped=gzipped), limits)
 
         return encoded_response(
             request,
@@ -90,7 +121,7 @@ def routes(svc: Services) -> list[Route]:
                 if listed
                 else policy.series_metadata_answer(study, series, base, gzipped=gzipped)
             )
-            policy.check_measured(length, answer, limit)
+            policy.after_build(length, answer, limits)
 
         return encoded_response(
             request,

@@ -33,6 +33,7 @@ EXPOSED_HEADERS = [
     "ETag",
     "Content-Range",
     "Accept-Ranges",
+    "Retry-After",
 ]
 KeyProvider = Callable[[], str | None]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
+from ..store.uploads import UploadPorts
 
 
 @dataclass(frozen=True)
@@ -13,3 +14,5 @@ class Services:
     settings: Settings
     index: MetadataIndex
     blobs: BlobStore
+    #: The upload sessions' items and presigned targets (the store service only).
+    uploads: UploadPorts | None = None

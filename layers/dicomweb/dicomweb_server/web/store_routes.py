@@ -44,11 +44,12 @@ def routes(svc: Services) -> list[Route]:
         ctype = parse_media_type(raw_type)
         part_type = stow.check_request_type(ctype)
         media = stow.negotiate_store_response(request.headers.get("accept"), part_type)
-        length = request.headers.get("content-length")
-        stow.require_body_size(int(length) if length and length.isdigit() else None, svc.settings.max_request_bytes)
-        body = await request.body()
-        stow.require_body_size(len(body), svc.settings.max_request_bytes)
         base = base_url(request, svc.settings)
+        length = request.headers.get("content-length")
+        limit, uploads = svc.settings.max_request_bytes, f"{base}/uploads"
+        stow.require_body_size(int(length) if length and length.isdigit() else None, limit, uploads)
+        body = await request.body()
+        stow.require_body_size(len(body), limit, uploads)
         deadline = _deadline(request, svc.settings)
         outcome = await run_in_threadpool(
             stow.store,
