@@ -30,6 +30,12 @@ from pydicom.uid import (
 SIZE = 512
 
 
+def _sphere_radius(n: int, slices: int) -> float:
+    """The sphere's radius in slice ``n``: an ellipsoid that crosses every slice of the series."""
+    z = n - slices / 2
+    return float(max(0.0, 90.0**2 - (z * 0.4) ** 2) ** 0.5)
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
@@ -79,9 +85,7 @@ def ct_series(folder: Path, slices: int = 200) -> tuple[Study, list[Dataset]]:
     body = ((xx - 256) / 220.0) ** 2 + ((yy - 256) / 180.0) ** 2 <= 1.0
     out, datasets = [], []
     for n in range(slices):
-        z = n - slices / 2
-        radius = max(0.0, 90.0**2 - (z * 1.2) ** 2) ** 0.5
-        sphere = (xx - 300) ** 2 + (yy - 230) ** 2 <= radius**2
+        sphere = (xx - 300) ** 2 + (yy - 230) ** 2 <= _sphere_radius(n, slices) ** 2
         hu = np.full((SIZE, SIZE), -1000, dtype=np.int32)
         hu[body] = 40 + ((xx[body] + yy[body] + n) % 64) - 32
         hu[sphere & body] = 300
@@ -184,9 +188,7 @@ def ct_segmentation(folder: Path, ct: list[Dataset]) -> Study:
     mask = np.zeros((len(ct), SIZE, SIZE), dtype=bool)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
     for n, _ in enumerate(ct):
-        z = n - len(ct) / 2
-        radius = max(0.0, 90.0**2 - (z * 1.2) ** 2) ** 0.5
-        mask[n] = (xx - 300) ** 2 + (yy - 230) ** 2 <= radius**2
+        mask[n] = (xx - 300) ** 2 + (yy - 230) ** 2 <= _sphere_radius(n, len(ct)) ** 2
     description = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="sphere",

@@ -116,7 +116,9 @@ def test_ohif_opens_the_series(
             page.locator('[data-cy^="study-browser-thumbnail"]:has-text("SEG")').first.dblclick()
             page.get_by_role("button", name="Yes").click(timeout=FIRST_IMAGE_TIMEOUT * 1000)
             shown = _wait_for(page, started, FIRST_IMAGE_TIMEOUT * 2, lambda s: s.get("red", 0) > 200)
-            assert shown is not None, "the segmentation is not drawn over the CT"
+            if shown is None:
+                page.screenshot(path=str(artifacts / f"{origin}-{name}-failed.png"))
+            assert shown is not None, f"the segmentation is not drawn over the CT: {page.evaluate(CANVAS_STATS)}"
         all_frames = None
         while time.perf_counter() - started < ALL_FRAMES_TIMEOUT:
             if watch.frames_fetched(study) >= study.frames:
