@@ -127,3 +127,21 @@ def test_an_event_without_x_forwarded_proto_is_an_emulator_on_http(search, lambd
     assert _retrieve_urls(handler, event, lambda_context) == [
         f"http://abc123defg.execute-api.localhost:4566/Prod/studies/{inst.study_uid}"
     ]
+
+
+def test_a_loopback_host_without_its_port_gets_the_emulators_port(search, lambda_context, monkeypatch):
+    """The Python dicomweb-client sends ``Host: 127.0.0.1`` without the port; on the local stack the
+    URLs in answers (RetrieveURL, BulkDataURI) must still name the port the emulator listens on."""
+    handler, inst = search
+    event = load_event("apigw-get-studies")
+    _set_header(event, "X-Forwarded-Proto", None)
+    _set_header(event, "Host", "127.0.0.1")
+    event["requestContext"]["apiId"] = "abc123defg"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    assert _retrieve_urls(handler, event, lambda_context) == [
+        f"http://127.0.0.1:4566/_aws/execute-api/abc123defg/Prod/studies/{inst.study_uid}"
+    ]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert _retrieve_urls(handler, event, lambda_context) == [
+        f"http://127.0.0.1/_aws/execute-api/abc123defg/Prod/studies/{inst.study_uid}"
+    ]

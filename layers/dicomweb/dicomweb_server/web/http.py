@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -96,6 +98,8 @@ def base_url(request: Request, settings: Settings) -> str:
         if not proxied_host and host.rsplit(":", 1)[0] in _LOOPBACK and context.get("apiId"):
             prefix = f"/_aws/execute-api/{context['apiId']}{prefix}"
         # API Gateway always adds X-Forwarded-Proto; an event without it comes from an emulator
+        if proto is None and not proxied_host:
+            host = _with_emulator_port(host)
         proto = proto or "http"
     proto = proto or _scheme(request.url.scheme) or "https"
     port = _first_value(headers.get("x-forwarded-port"))
@@ -109,6 +113,18 @@ def base_url(request: Request, settings: Settings) -> str:
         elif _PREFIX.match(forwarded_prefix):
             prefix = "/" + forwarded_prefix.strip("/")
     return f"{proto}://{host}{prefix}".rstrip("/")
+
+
+def _with_emulator_port(host: str) -> str:
+    """A loopback Host without a port, in an emulator's event, is the emulator's own address with
+    the port left out by the client (the Python dicomweb-client sends ``Host: 127.0.0.1`` whatever
+    the port): the functions' ``AWS_ENDPOINT_URL`` (set by the local cloud) says which port."""
+    if host not in _LOOPBACK:
+        return host
+    endpoint = urlsplit(os.environ.get("AWS_ENDPOINT_URL", ""))
+    if endpoint.hostname in {"127.0.0.1", "localhost", "::1"} and endpoint.port:
+        return f"{host}:{endpoint.port}"
+    return host
 
 
 def _adapter_event(request: Request) -> dict[str, Any]:
