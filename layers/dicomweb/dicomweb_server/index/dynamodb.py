@@ -110,7 +110,8 @@ class DynamoItems:
             "ConsistentRead": True,
         }
         if attrs is not None:
-            names = {f"#a{i}": a for i, a in enumerate(("pk", "sk", *attrs))}
+            # Each attribute once: DynamoDB refuses a projection whose paths overlap ("sk", "sk").
+            names = {f"#a{i}": a for i, a in enumerate(dict.fromkeys(("pk", "sk", *attrs)))}
             kwargs["ProjectionExpression"] = ", ".join(names)
             kwargs["ExpressionAttributeNames"] = names
         items: list[Item] = []
