@@ -303,7 +303,9 @@ class Cloud:
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """Stop ministack gracefully (SIGTERM; it saves its state then) and release the workdir."""
         try:
-            if _stop_ministack(self.process, timeout) and self.persist:
+            graceful = _stop_ministack(self.process, timeout)
+            # A recovery that did not finish leaves the marker: the next start recovers again.
+            if graceful and self.persist and (not self.unclean or self.recovery):
                 (self.workdir / RUNNING_MARKER).unlink(missing_ok=True)
             return self.process.returncode
         finally:
