@@ -160,3 +160,35 @@ def test_an_s3_put_whose_answer_times_out_is_not_acknowledged_and_the_repair_set
     assert len(report.indexed) == 1 and not report.missing
     assert index.get_study(instance.study_uid).instance_count == 1
     assert _keys(aws) == [instance.stored_key(index)]
+
+
+@pytest.mark.parametrize("operation", ["CopyObject", "DeleteObject"])
+def test_an_s3_drop_whose_storage_keeps_failing_is_retried_with_the_file_still_in_incoming(
+    aws, lambda_ports: Ports, operation
+) -> None:
+    """The S3 drop's writes (the server-side copy to the object key, the removal from incoming/): a
+    throttle that outlasts the retries fails the invocation (so the event is retried, then
+    dead-lettered) and leaves the dropped file in incoming/; the retried event finishes it."""
+    from dicomweb_server.errors import ServiceUnavailable
+    from dicomweb_server.store.drop import DropOutcome, index_dropped
+    from dicomweb_server.store.ingest import StorageFailed
+
+    instance = make_instance("ct")
+    aws.s3.put_object(Bucket=aws.bucket, Key="incoming/x.dcm", Body=instance.data)
+
+    def throttled(**_: Any) -> None:
+        error = {"Error": {"Code": "SlowDown", "Message": "Reduce"}, "ResponseMetadata": {"HTTPStatusCode": 503}}
+        raise ClientError(error, operation)
+
+    event = f"before-call.s3.{operation}"
+    lambda_ports.s3.meta.events.register(event, throttled)
+    try:
+        with pytest.raises((ServiceUnavailable, StorageFailed)):
+            index_dropped("incoming/x.dcm", index=lambda_ports.index, blobs=lambda_ports.blobs)
+    finally:
+        lambda_ports.s3.meta.events.unregister(event, throttled)
+    assert "incoming/x.dcm" in _keys(aws)  # waits for the retried event
+    outcome, _ = index_dropped("incoming/x.dcm", index=lambda_ports.index, blobs=lambda_ports.blobs)
+    assert outcome in (DropOutcome.INDEXED, DropOutcome.DUPLICATE)  # DUPLICATE: indexed before the delete failed
+    assert lambda_ports.index.get_study(instance.study_uid).instance_count == 1
+    assert _keys(aws) == [instance.stored_key(lambda_ports.index)]

@@ -414,3 +414,51 @@ def test_a_throttle_after_some_instances_are_stored_fails_the_rest_with_0xa700_a
     assert stored["00081155"]["Value"] == [first.sop_uid]
     keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=aws.bucket).get("Contents", [])]
     assert [k for k in keys if k.startswith(second.prefix)] == []  # nothing of the failed one is left
+
+
+# -- every read path, throttled on every call -----------------------------------------------------------
+
+
+def _read_paths(study: list[Instance]) -> list[tuple[str, bool]]:
+    """(path, whether it reads S3): searches and study/instance metadata are answered from the index."""
+    first = study[0]
+    instance = f"/studies/{first.study_uid}/series/{first.series_uid}/instances/{first.sop_uid}"
+    paths = [
+        ("/studies?PatientName=*", False),
+        (f"/studies/{first.study_uid}/series", False),
+        (f"/studies/{first.study_uid}/metadata", False),
+        (f"{instance}/metadata", False),
+    ]
+    return paths + [
+        (path, True)
+        for path in (
+            f"/studies/{first.study_uid}",
+            f"/studies/{first.study_uid}/series/{first.series_uid}/metadata",  # the cached document
+            instance,
+            f"{instance}/frames/1",
+            f"{instance}/bulkdata/7FE00010",
+            f"{instance}/rendered",
+            f"{instance}/thumbnail",
+            f"/wadouri?requestType=WADO&studyUID={first.study_uid}&seriesUID={first.series_uid}&objectUID={first.sop_uid}",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("service", "code"),
+    [("s3", "SlowDown"), ("dynamodb", "ThrottlingException"), ("dynamodb", "ProvisionedThroughputExceededException")],
+)
+def test_every_read_path_answers_503_with_retry_after_when_its_storage_is_throttled_on_every_call(
+    aws: Aws, http: TestClient, stored_study: list[Instance], service: str, code: str
+) -> None:
+    """Search, retrieve (instances, metadata, frames, bulk data, WADO-URI) and the render function's
+    rendered and thumbnail resources: whatever storage call a path makes, a throttle that outlasts
+    the retries is a 503 with Retry-After, never a 500 and never a polite empty answer."""
+    client = aws.s3 if service == "s3" else aws.dynamodb
+    for path, reads_s3 in _read_paths(stored_study):
+        with raising(client, f"before-call.{service}.*", lambda: client_error(code, "Any", status=503)):
+            r = http.get(path, headers={"Accept": "*/*"})
+        if service == "s3" and not reads_s3:
+            assert r.status_code == 200, (path, r.status_code)  # answered from the index alone
+        else:
+            service_unavailable(r)
