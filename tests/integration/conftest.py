@@ -59,6 +59,20 @@ class Endpoint:
         self.cloud = localcloud.start_cloud(workdir, port=port, persist=True, api_key=self.api_key)
         self.base_url = self.cloud.base_url
 
+    @classmethod
+    def of_cloud(cls, cloud: Any, api_key: str | None) -> Endpoint:
+        """The endpoint of an embedded cloud (``localcloud.start_cloud``)."""
+        return cls(
+            cloud.base_url,
+            api_key,
+            "ministack",
+            cloud.region,
+            cloud.aws_endpoint_url,
+            cloud.bucket,
+            cloud.stack_name,
+            cloud,
+        )
+
     def crash_and_restart(self, *, lose_saved_state: bool = False) -> list[str]:
         """Kill every process of the embedded cloud at once (SIGKILL to ministack's process group,
         its Lambda workers included: nothing is saved), optionally remove its saved state too,
@@ -176,16 +190,7 @@ def endpoint(pytestconfig: pytest.Config) -> Iterator[Endpoint]:
         shutil.rmtree(workdir / stale, ignore_errors=True)
     (workdir / localcloud.RUNNING_MARKER).unlink(missing_ok=True)
     cloud = localcloud.start_cloud(workdir, persist=True, api_key=api_key)
-    found = Endpoint(
-        cloud.base_url,
-        api_key,
-        "ministack",
-        cloud.region,
-        cloud.aws_endpoint_url,
-        cloud.bucket,
-        cloud.stack_name,
-        cloud,
-    )
+    found = Endpoint.of_cloud(cloud, api_key)
     try:
         yield found
     finally:

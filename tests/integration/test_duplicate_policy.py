@@ -39,16 +39,7 @@ def overwriting(pytestconfig: pytest.Config) -> Iterator[Endpoint]:
         workdir, persist=False, parameter_overrides={"DuplicatePolicy": "overwrite"}, api_key=api_key
     )
     try:
-        yield Endpoint(
-            cloud.base_url,
-            api_key,
-            "ministack",
-            cloud.region,
-            cloud.aws_endpoint_url,
-            cloud.bucket,
-            cloud.stack_name,
-            cloud,
-        )
+        yield Endpoint.of_cloud(cloud, api_key)
     finally:
         cloud.stop()
 
