@@ -13,7 +13,7 @@ from mangum import Mangum
 
 from ..settings import Settings
 from ..web.app import create_app
-from .runtime import aws_ports, logger, metrics, upload_ports
+from .runtime import aws_clients, aws_ports, logger, metrics, upload_ports
 
 TEXT_TYPES = ["application/json", "application/dicom+json", "application/dicom+xml", "text/", "application/xml"]
 
@@ -38,14 +38,15 @@ def api_key_provider(settings: Settings) -> Callable[[], str | None]:
 def api_handler(service: str, settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler serving one DICOMweb service behind API Gateway (REST, proxy integration)."""
     settings = settings or Settings.from_env()
-    index, blobs = aws_ports(settings)
+    clients = aws_clients()
+    index, blobs = aws_ports(settings, clients)
     app = create_app(
         settings,
         index=index,
         blobs=blobs,
         services=[service],
         api_key=api_key_provider(settings),
-        uploads=upload_ports(settings) if service == "store" else None,
+        uploads=upload_ports(settings, clients) if service == "store" else None,
     )
     asgi = Mangum(app, lifespan="off", text_mime_types=TEXT_TYPES)  # type: ignore[arg-type]
 

@@ -36,19 +36,20 @@ def aws_clients() -> tuple[Any, Any]:
     return session.client("dynamodb", config=config), session.client("s3", config=s3_config)
 
 
-def aws_ports(settings: Settings) -> tuple[DynamoDbIndex, S3BlobStore]:
-    """The DynamoDB index and the S3 blob store on ``aws_clients``."""
-    dynamodb, s3 = aws_clients()
+def aws_ports(settings: Settings, clients: tuple[Any, Any] | None = None) -> tuple[DynamoDbIndex, S3BlobStore]:
+    """The DynamoDB index and the S3 blob store on ``clients`` (default: new ``aws_clients``)."""
+    dynamodb, s3 = clients or aws_clients()
     return DynamoDbIndex(dynamodb, settings.table_name), S3BlobStore(s3, settings.bucket_name)
 
 
-def upload_ports(settings: Settings) -> UploadPorts:
+def upload_ports(settings: Settings, clients: tuple[Any, Any] | None = None) -> UploadPorts:
     """Upload sessions on the table, and presigned URLs signed with SigV4 for the endpoint
-    clients reach (``S3_PUBLIC_ENDPOINT``, else the SDK's own)."""
+    clients reach (``S3_PUBLIC_ENDPOINT``, else the SDK's own); on ``clients`` (pass the ones
+    ``aws_ports`` got, so a cold start builds each client once)."""
     import boto3
     from botocore.config import Config
 
-    dynamodb, s3 = aws_clients()
+    dynamodb, s3 = clients or aws_clients()
     presign = boto3.session.Session().client(
         "s3",
         endpoint_url=settings.s3_public_endpoint or None,

@@ -19,14 +19,15 @@ from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX, UPLOADS_PREFIX
 from ..settings import Settings
 from ..store.drop import DropOutcome, index_dropped
 from ..store.uploads import index_upload
-from .runtime import aws_ports, dead_letters, logger, metrics, upload_ports
+from .runtime import aws_clients, aws_ports, dead_letters, logger, metrics, upload_ports
 
 
 def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     settings = settings or Settings.from_env()
-    index, blobs = aws_ports(settings)
+    clients = aws_clients()
+    index, blobs = aws_ports(settings, clients)
     report = dead_letters(settings.dead_letter_queue_url)
-    sessions = upload_ports(settings).sessions
+    sessions = upload_ports(settings, clients).sessions
 
     @logger.inject_lambda_context(log_event=False, clear_state=True)
     @metrics.log_metrics
