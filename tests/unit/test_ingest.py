@@ -7,8 +7,11 @@ import io
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from dicomweb_server.store.ingest import InvalidInstance, Reason, build_record, parse_part10
+from dicomweb_server.store.ingest import _JSON_PER_HEADER_BYTE, InvalidInstance, Reason, build_record, parse_part10
+from dicomweb_server.store.scan import scan
 from tests.corpus import SOURCES, make_instance
 
 
@@ -104,7 +107,6 @@ def test_a_file_without_preamble_or_file_meta_group_length_gets_a_complete_file_
     import io
 
     import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
 
     from dicomweb_server.store.ingest import Stored, ingest
 
@@ -125,3 +127,45 @@ def test_a_file_without_preamble_or_file_meta_group_length_gets_a_complete_file_
     assert stored.preamble is not None and "FileMetaInformationGroupLength" in stored.file_meta
     assert stored.PixelData == source.PixelData and stored.SOPInstanceUID == source.SOPInstanceUID
     assert ingest(sent, index=backend.index, blobs=backend.blobs).outcome is Stored.IDENTICAL_DUPLICATE
+
+
+def _header_of(build) -> bytes:  # noqa: ANN001 - a function filling a dataset
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    build(ds)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _many_empty(ds) -> None:  # noqa: ANN001
+    for element in range(0x1000, 0x1400):
+        ds.add_new(0x00190000 | element, "LO", "")  # private, but no creator: kept as LO
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda ds: setattr(ds, "PatientName", ["X"] * 2000), id="person name of one-letter values"),
+        pytest.param(lambda ds: setattr(ds, "OtherPatientNames", ["X=Y"] * 1000), id="names in two groups"),
+        pytest.param(lambda ds: ds.add_new(0x00189219, "FL", [-1.2345678e-05] * 1000), id="FL values"),
+        pytest.param(lambda ds: ds.add_new(0x00280106, "SS", [-32768] * 2000), id="SS values"),
+        pytest.param(lambda ds: setattr(ds, "ImageType", ["A"] * 2000), id="one-letter code strings"),
+        pytest.param(lambda ds: setattr(ds, "StudyDescription", "\x01" * 60), id="control characters"),
+        pytest.param(_many_empty, id="empty elements"),
+    ],
+)
+def test_the_metadata_size_bound_holds_for_the_worst_headers(build) -> None:  # noqa: ANN001
+    """Ingest keeps an instance's metadata in the index when its header alone shows that it fits;
+    that shortcut must never keep a document larger than the limit."""
+    data = _header_of(build)
+    scanned = scan(data)
+    record = build_record(scanned.dataset, size=scanned.size, md5=scanned.md5, max_metadata_bytes=10**9)
+    assert record.metadata is not None
+    assert len(repr(record.metadata)) <= _JSON_PER_HEADER_BYTE * len(data)

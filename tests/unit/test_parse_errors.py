@@ -93,6 +93,13 @@ def _patched(data: bytes, old: bytes, new: bytes) -> bytes:
         ("file meta VR", lambda: _patched(CT, b"\x02\x00\x03\x00UI", b"\x02\x00\x03\x00U\x00"), "unreadable"),
         ("SOP Instance UID VR", lambda: _patched(CT, b"\x08\x00\x18\x00UI", b"\x08\x00\x18\x00Us"), ""),
         ("a length beyond the end", lambda: CT[:-3000], "truncated"),
+        # found by a mutation run: a header element (Study ID) whose length runs past the end of the
+        # file was stored, because the truncation check looked at converted elements only
+        (
+            "a header length beyond the end",
+            lambda: _patched(CT, b"\x20\x00\x10\x00SH\x04\x00", b"\x20\x00\x10\x00SH\xff\xff"),
+            "truncated",
+        ),
     ],
 )
 def test_what_malformed_input_raises_is_a_clear_refusal(label, make, says) -> None:

@@ -134,6 +134,31 @@ class Forward:
         return bytes(out)
 
 
+class Whole(io.BytesIO):
+    """``Forward``'s interface over bytes already in memory (a STOW-RS part): reads are
+    ``BytesIO``'s own (pydicom reads a header in hundreds of small reads), and the MD5 is taken
+    of the bytes in one call."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._data = data
+        self.name = "<bytes>"
+
+    def skip(self, size: int) -> int:
+        before = self.tell()
+        return self.seek(min(before + size, len(self._data))) - before
+
+    def drain(self) -> None:
+        self.seek(len(self._data))
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    def hexdigest(self) -> str:
+        return hashlib.md5(self._data).hexdigest()  # noqa: S324 - an ETag-style content check, not security
+
+
 @dataclass(frozen=True)
 class SkippedValue:
     """A value the stream skipped (the pixel data, a value above ``defer_bytes``): bulk data whose
@@ -166,7 +191,7 @@ class Scanned:
 
 def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned:
     """Read one Part-10 object from ``source`` (bytes, or a stream read once, front to back)."""
-    fp = Forward(io.BytesIO(source) if isinstance(source, bytes) else source)
+    fp: Forward | Whole = Whole(source) if isinstance(source, bytes) else Forward(source)
     head = fp.read(_WINDOW // 2)
     if len(head) < 132:
         fp.drain()
@@ -191,7 +216,6 @@ def scan(source: Readable | bytes, *, defer_bytes: int = DEFER_BYTES) -> Scanned
     if not tsuid:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, "the file meta information has no Transfer Syntax UID")
     skipped = _drop_deferred(ds)
-    _convert_all(ds)
     deflated = tsuid == _DEFLATED
     table: FrameTable | None = None
     pixel_element: tuple[int, int] | None = None
@@ -257,24 +281,20 @@ def _raw(ds: Dataset, tag: int) -> object:
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
 
 
-def _convert_all(ds: Dataset) -> None:
-    """Convert every top-level element now, so a corrupt VR or value is refused here, not later."""
-    for tag in list(ds.keys()):
-        try:
-            ds[tag]
-        except _CORRUPT as exc:
-            raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
-
-
 def _drop_deferred(ds: Dataset) -> list[SkippedValue]:
     """Remove top-level values too large to read here (bulk data: only its place is indexed)."""
     out = []
-    for tag in list(ds.keys()):
-        raw = _raw(ds, tag)
-        if isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, 0xFFFFFFFF):
-            vr = str(raw.VR) if raw.VR else _dictionary_vr(int(tag))
-            out.append(SkippedValue(int(tag), vr, int(raw.value_tell), int(raw.length)))
-            del ds[tag]
+    # ``ds._dict``, not ``get_item``: that would read a deferred value (from a file name a stream
+    # does not have), which is what is skipped here
+    deferred = [
+        raw
+        for raw in ds._dict.values()
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length not in (0, 0xFFFFFFFF)
+    ]
+    for raw in deferred:
+        vr = str(raw.VR) if raw.VR else _dictionary_vr(int(raw.tag))
+        out.append(SkippedValue(int(raw.tag), vr, int(raw.value_tell), int(raw.length)))
+        del ds[raw.tag]
     return out
 
 
@@ -311,7 +331,7 @@ def _truncated(where: str) -> InvalidInstance:
 
 
 def _pixel_data(
-    fp: Forward, ds: Dataset, implicit: bool, little: bool
+    fp: Forward | Whole, ds: Dataset, implicit: bool, little: bool
 ) -> tuple[FrameTable | None, int, SkippedValue, int]:
     """Walk the pixel data element from its tag; (its frame table, where it ends, its value, its
     declared length)."""
@@ -373,7 +393,7 @@ def _native(ds: Dataset, little: bool, vr: str, offset: int, length: int) -> Nat
     return table if table.complete() else None
 
 
-def _encapsulated(fp: Forward, ds: Dataset, offset: int) -> tuple[FrameTable | None, int]:
+def _encapsulated(fp: Forward | Whole, ds: Dataset, offset: int) -> tuple[FrameTable | None, int]:
     lengths: list[int] = []
     tails: list[bytes] = []
     basic: bytes | None = None
@@ -421,11 +441,15 @@ def _frame_starts(ds: Dataset, basic: bytes, lengths: list[int], tails: list[byt
     else one fragment per frame, or (more fragments than frames) frames ending at a JPEG EOI
     marker, as pydicom's ``generate_fragmented_frames`` finds them. None when they do not agree."""
     try:
-        count = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        frames = ds.get("NumberOfFrames", 1)
         extended = ds.get("ExtendedOffsetTable")
         raw = bytes(extended.value) if extended is not None and extended.value else b""
     except _CORRUPT_OR_MISSING:
         return None  # the attributes are refused when the record is built
+    frames = 1 if frames in (None, "") else frames
+    if not isinstance(frames, int):  # several values (found by the fuzz): no frame table
+        return None
+    count = max(1, frames)
     positions = {p: k for k, p in enumerate(_item_positions(lengths))}
     offsets: list[int] = []
     if raw:
@@ -459,7 +483,9 @@ def _item_positions(lengths: list[int]) -> list[int]:
     return out
 
 
-def _trailing(fp: Forward, implicit: bool, little: bool, defer_bytes: int) -> tuple[Dataset | None, list[SkippedValue]]:
+def _trailing(
+    fp: Forward | Whole, implicit: bool, little: bool, defer_bytes: int
+) -> tuple[Dataset | None, list[SkippedValue]]:
     """The elements after the pixel data (trailing padding, signatures), or None."""
     at = fp.tell()
     if not fp.read(1):
