@@ -22,6 +22,7 @@ stack, when asked for, is measured outside it, in rounds of its own.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -57,11 +58,24 @@ class Target:
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process and its reaped children so far (Linux /proc)."""
+    """User + system CPU time so far of a process, its reaped children and its live descendants
+    (the dev server's parse workers) (Linux /proc)."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+        total += sum(int(v) for v in fields[11:15])
+        for task in tasks:
+            with contextlib.suppress(FileNotFoundError):
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- the corpus ----------------------------------------------------------------------------------
@@ -214,16 +228,21 @@ def orthanc(binary: str, work: Path) -> Iterator[Target]:
 
 
 @contextmanager
-def dev_server(work: Path) -> Iterator[Target]:
+def dev_server(work: Path, parse_workers: int | None = None) -> Iterator[Target]:
+    """The dev server, parsing STOW-RS instances in one process per core (its default) or in
+    ``parse_workers`` processes (0: in the server process, as a Lambda function does)."""
     port = free_port()
-    log = work / "dev.log"
+    log = work / f"dev-{parse_workers}.log"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dicomweb'}"}
     cmd = [sys.executable, "-m", "dicomweb_server.web.dev", "--port", str(port)]
+    if parse_workers is not None:
+        cmd += ["--parse-workers", str(parse_workers)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
         wait_for(f"http://127.0.0.1:{port}/studies", proc, log)
-        yield Target("dev server (in-memory)", f"http://127.0.0.1:{port}", pid=proc.pid)
+        name = "dev server (in-memory)" if parse_workers is None else f"dev server, {parse_workers} parse workers"
+        yield Target(name, f"http://127.0.0.1:{port}", pid=proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -246,7 +265,7 @@ def run_rounds(targets: list[Target], n: int, rounds: int) -> dict[str, list[flo
             out.setdefault(f"{target.name} MB/s", []).append(total / elapsed / 1e6)
             out.setdefault(f"{target.name} CPU ms", []).append(cpu_ms)
             print(
-                f"  round {r + 1}: {target.name:24s} {n / elapsed:7.1f} instances/s  {total / elapsed / 1e6:5.1f} MB/s"
+                f"  round {r + 1}: {target.name:30s} {n / elapsed:7.1f} instances/s  {total / elapsed / 1e6:5.1f} MB/s"
                 + (f"  server CPU {cpu_ms:.2f} ms/instance" if target.pid else "")
             )
     return out
@@ -259,11 +278,11 @@ def local_servers(n: int, rounds: int) -> dict[str, list[float]]:
         binary = orthanc_binary()
         if binary is None:
             print("Orthanc with its DICOMweb plugin is not installed: measuring the dev server alone")
-        with dev_server(work) as dev:
+        with dev_server(work) as dev, dev_server(work, 0) as single:
             if binary is None:
-                return run_rounds([dev], n, rounds)
+                return run_rounds([dev, single], n, rounds)
             with orthanc(binary, work) as orth:
-                return run_rounds([orth, dev], n, rounds)
+                return run_rounds([orth, dev, single], n, rounds)
 
 
 def in_namespace(argv: list[str]) -> dict[str, list[float]]:
@@ -310,7 +329,7 @@ def main() -> None:
             rate, mbs = statistics.median(values), statistics.median(results[f"{name} MB/s"])
             cpu = statistics.median(results[f"{name} CPU ms"])
             server = f"  server CPU {cpu:.2f} ms/instance" if cpu else ""
-            print(f"  {name:24s} {rate:7.1f} instances/s  {mbs:5.1f} MB/s{server}")
+            print(f"  {name:30s} {rate:7.1f} instances/s  {mbs:5.1f} MB/s{server}")
 
 
 if __name__ == "__main__":

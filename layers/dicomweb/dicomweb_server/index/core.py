@@ -35,6 +35,13 @@ from .plan import ByUids, Walk, plan_series, plan_studies
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
+
+def _dumps(value: Any) -> str:
+    """JSON as the index stores it: compact, and without the check for circular references (the
+    values are JSON data; this halves the time of a CT slice's metadata with its compression)."""
+    return json.dumps(value, separators=(",", ":"), check_circular=False)
+
+
 _RETRIES = 6
 #: A replacement that changes the study is serialized with every write to the study: each failed
 #: attempt means another writer committed.
@@ -182,7 +189,7 @@ class ItemIndex:
             Update(
                 pk,
                 series_sk(record.series_uid),
-                fields={"attrs": json.dumps(record.series)} if series_changed else {},
+                fields={"attrs": _dumps(record.series)} if series_changed else {},
                 add={"ver": 1},
                 if_exists=True,
             ),
@@ -197,7 +204,7 @@ class ItemIndex:
         stale: list[Delete] = []
         gen = study.get("pgen")
         if study_changed:
-            fields |= {"attrs": json.dumps(record.study), "sort": new_sort, "pgen": secrets.token_hex(6)}
+            fields |= {"attrs": _dumps(record.study), "sort": new_sort, "pgen": secrets.token_hex(6)}
             before = self._study_postings(record, old_study, old_sort, old_mods)
             after = _tagged(self._study_postings(record, record.study, new_sort, mods), fields["pgen"])
             kept = {key_of(Put(p)) for p in after}
@@ -313,15 +320,15 @@ class ItemIndex:
             "pk": study_pk(record.study_uid),
             "sk": instance_sk(record.series_uid, record.sop_uid),
             "type": "instance",
-            "attrs": json.dumps(record.instance),
+            "attrs": _dumps(record.instance),
             **keys.instance_fields(record),
         }
         if record.modality:
             instance["mod"] = record.modality
         if record.metadata is not None:
-            instance["meta"] = zlib.compress(json.dumps(record.metadata).encode())
+            instance["meta"] = zlib.compress(_dumps(record.metadata).encode())
         if record.bulk:
-            instance["bulk"] = json.dumps(record.bulk, separators=(",", ":"))
+            instance["bulk"] = _dumps(record.bulk)
         return instance
 
     def _actions(self, record: InstanceRecord, study: Item | None) -> list[Action]:
@@ -336,7 +343,7 @@ class ItemIndex:
                 pk,
                 series_sk(record.series_uid),
                 fields={"type": "series"},
-                defaults={"attrs": json.dumps(record.series)},
+                defaults={"attrs": _dumps(record.series)},
                 # ``ver`` changes with every change of the series' instances: cached series
                 # metadata is keyed by it (``retrieve.metadata``).
                 add={"n_inst": 1, "ver": 1},
@@ -365,7 +372,7 @@ class ItemIndex:
             "pk": pk,
             "sk": META,
             "type": "study",
-            "attrs": json.dumps(record.study),
+            "attrs": _dumps(record.study),
             "n_inst": 1,
             "series": {record.series_uid},
             "classes": {record.sop_class_uid},

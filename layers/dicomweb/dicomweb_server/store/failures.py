@@ -41,3 +41,7 @@ class InvalidInstance(Exception):
         self.message = message
         self.sop_class_uid = sop_class_uid
         self.sop_uid = sop_uid
+
+    def __reduce__(self) -> tuple[type[InvalidInstance], tuple[Reason, str, str, str]]:
+        """Pickled with every field (``store.parallel`` returns refusals from worker processes)."""
+        return type(self), (self.reason, self.message, self.sop_class_uid, self.sop_uid)

@@ -381,6 +381,36 @@ def ingest(
     object is removed again, unless the index does name it (a write that succeeded although its
     answer was lost).
     """
+    parsed = parse_instance(
+        data,
+        expected_study_uid=expected_study_uid,
+        max_metadata_bytes=max_metadata_bytes,
+        bulk_threshold=bulk_threshold,
+        max_frame_table_bytes=max_frame_table_bytes,
+    )
+    return store_parsed(parsed, index=index, blobs=blobs, duplicate_policy=duplicate_policy)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An instance read and checked, not yet stored (``parse_instance``): its index record, the
+    bytes to store (a file meta group written again, when it was corrected) and the warnings."""
+
+    record: InstanceRecord
+    payload: Payload
+    warnings: tuple[validate.Warned, ...] = ()
+
+
+def parse_instance(
+    data: bytes | Payload,
+    *,
+    expected_study_uid: str | None = None,
+    max_metadata_bytes: int = 300_000,
+    bulk_threshold: int = dicom_json.BULK_THRESHOLD,
+    max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
+) -> Parsed:
+    """The parse step of ``ingest``: read, check and index one object, without storing anything
+    (CPU only, no I/O for bytes: it may run in another process, ``store.parallel``)."""
     payload = InMemory(with_preamble(data)) if isinstance(data, bytes) else data
     scanned, checked, payload = scan_checked(payload)
     record = _record(scanned, max_metadata_bytes, max_frame_table_bytes, bulk_threshold)
@@ -391,15 +421,27 @@ def ingest(
             record.sop_class_uid,
             record.sop_uid,
         )
+    return Parsed(record, payload, checked.warnings)
+
+
+def store_parsed(
+    parsed: Parsed,
+    *,
+    index: MetadataIndex,
+    blobs: BlobStore,
+    duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
+) -> IngestResult:
+    """The store step of ``ingest``: write the object and its index entry (``ingest`` says how)."""
+    record = parsed.record
     try:
         if record.frame_table_aside and record.frame_table is not None:
             # Named by content: every writer of these bytes writes the same sidecar.
             sidecar = frames_key(record.study_uid, record.series_uid, record.sop_uid, record.md5)
             blobs.put(sidecar, frame_table.encode(record.frame_table), "application/octet-stream")
-        result = _store(record, payload, index, blobs, duplicate_policy)
+        result = _store(record, parsed.payload, index, blobs, duplicate_policy)
     except StorageError as exc:
         raise StorageFailed(exc, record.sop_class_uid, record.sop_uid) from exc
-    return replace(result, warnings=checked.warnings) if checked.warnings else result
+    return replace(result, warnings=parsed.warnings) if parsed.warnings else result
 
 
 #: Times one writer reads the index again after another writer changed the instance under it

@@ -21,7 +21,8 @@ from ..ports import BlobStore, MetadataIndex
 from ..records import DicomJson
 from ..settings import DuplicatePolicy
 from .compose import compose
-from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, StorageFailed, Stored, ingest
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, StorageFailed, Stored, store_parsed
+from .parallel import Parser, parse_in_order
 
 log = logging.getLogger("dicomweb.stow")
 
@@ -114,16 +115,28 @@ def store(
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
     deadline: float | None = None,
+    parser: Parser | None = None,
 ) -> StowOutcome:
     """Store every ``application/dicom`` part of a STOW-RS request body.
 
     ``deadline`` (``time.monotonic()`` seconds): no instance is started after it; those left are
     failed with 0xA700 and Retry-After (a Lambda about to time out answers instead of dying midway).
+    ``parser``: how the parse step runs (``store.parallel``); by default here, one instance at a time.
     """
     part_type = check_request_type(content_type)
     parts = multipart.decode(body, content_type)
     outcome = StowOutcome()
-    for label, data, failure in _instances(parts, part_type, study_uid):
+    instances = list(_instances(parts, part_type, study_uid))
+    options = {
+        "expected_study_uid": study_uid,
+        "max_metadata_bytes": max_metadata_bytes,
+        "bulk_threshold": bulk_threshold,
+        "max_frame_table_bytes": max_frame_table_bytes,
+    }
+    # Parsed in this order, each when it is reached (or all at once by a pool of processes):
+    # once the deadline has passed, every later instance is refused and nothing more is parsed.
+    parsed = (parser or parse_in_order)([data for _, data, failure in instances if failure is None], options)
+    for label, data, failure in instances:
         if failure is None and deadline is not None and time.monotonic() >= deadline:
             outcome.unavailable = ServiceUnavailable("the request ran out of time; send the rest again", retry_after=1)
             failure = InvalidInstance(
@@ -132,17 +145,11 @@ def store(
                 *_uids_of(data),
             )
         if failure is None:
+            got = next(parsed)
             try:
-                result = ingest(
-                    data,
-                    index=index,
-                    blobs=blobs,
-                    expected_study_uid=study_uid,
-                    max_metadata_bytes=max_metadata_bytes,
-                    bulk_threshold=bulk_threshold,
-                    max_frame_table_bytes=max_frame_table_bytes,
-                    duplicate_policy=duplicate_policy,
-                )
+                if isinstance(got, InvalidInstance):
+                    raise got
+                result = store_parsed(got, index=index, blobs=blobs, duplicate_policy=duplicate_policy)
             except InvalidInstance as exc:
                 failure = exc
             except StorageFailed as exc:  # S3 or DynamoDB failed for this instance only

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,6 +21,9 @@ from ..store.uploads import UploadPorts
 from . import errors
 from .security import KeyProvider, secure
 from .services import Services
+
+if TYPE_CHECKING:
+    from ..store.parallel import Parser
 
 SERVICES = ("search", "retrieve", "render", "store")
 #: Route modules per service, imported only for the services an app serves (a function's cold start
@@ -54,12 +58,14 @@ def create_app(
     services: Iterable[str] = SERVICES,
     api_key: KeyProvider | None = None,
     uploads: UploadPorts | None = None,
+    parser: Parser | None = None,
 ) -> ASGIApp:
     """Build the DICOMweb ASGI app serving ``services`` (any of search, retrieve, render, store).
 
     ``api_key`` returns the key every request must present (None or empty: no key needed); by
     default it is ``settings.api_key``. ``uploads``: the upload sessions' ports (in memory when
-    not given).
+    not given). ``parser``: how STOW-RS parses instances (``store.parallel``; by default in the
+    request's thread).
     """
     chosen = list(services)
     unknown = set(chosen) - set(SERVICES)
@@ -70,7 +76,7 @@ def create_app(
         from ..index.uploads import MemoryUploadSessions
 
         uploads = UploadPorts(MemoryUploadSessions(), MemoryUploadTargets(blobs))
-    svc = Services(settings=settings, index=index, blobs=blobs, uploads=uploads)
+    svc = Services(settings=settings, index=index, blobs=blobs, uploads=uploads, parser=parser)
     routes: list[BaseRoute] = []
     for name in chosen:
         for module in _ROUTES[name]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
 from ..store.uploads import UploadPorts
+
+if TYPE_CHECKING:
+    from ..store.parallel import Parser
 
 
 @dataclass(frozen=True)
@@ -16,3 +20,6 @@ class Services:
     blobs: BlobStore
     #: The upload sessions' items and presigned targets (the store service only).
     uploads: UploadPorts | None = None
+    #: How STOW-RS runs the parse step (``store.parallel``: a pool of processes in the dev server);
+    #: None: in the request's own thread.
+    parser: Parser | None = None

@@ -64,6 +64,7 @@ def routes(svc: Services) -> list[Route]:
             max_frame_table_bytes=svc.settings.max_indexed_frame_table_bytes,
             duplicate_policy=svc.settings.duplicate_policy,
             deadline=deadline,
+            parser=svc.parser,
         )
         log.info("stow", extra={"stored": len(outcome.stored), "failed": len(outcome.failed)})
         dataset = stow.response_dataset(outcome, base, study)
