@@ -2,7 +2,7 @@
 DICOMweb plugin, and optionally the local (or any deployed) stack.
 
 Run: ``.venv/bin/python benchmarks/ingest_vs_orthanc.py [--instances 2000] [--rounds 3]
-[--endpoint .local/endpoint.json]``
+[--endpoint .local/endpoint.json [--import-tool]]``
 
 It installs nothing: Orthanc is used if ``Orthanc`` and the DICOMweb plugin are installed (on Debian
 or Ubuntu: ``apt-get install -y orthanc orthanc-dicomweb``), else only the other servers are measured.
@@ -10,7 +10,10 @@ Every round sends the same freshly generated instances to each server (CT_small 
 pydicom's test files, half each, with new Study/Series/SOP Instance UIDs; 20 instances a series, 5
 series a study), 10 instances per STOW-RS request, from 4 concurrent clients, one server after the
 other in alternating order (interleaved rounds). It reports instances/s and MB/s per server (median
-over rounds) and checks every answer is a 200 that names every instance.
+over rounds) and checks every answer is a 200 that names every instance. The dev server is measured
+twice: parsing in its pool of processes (its default, one per core) and in its one process (as a
+Lambda function parses). With ``--import-tool`` the same kind of corpus is also written as files
+and sent by ``dicomweb import`` into the stack ``--endpoint`` names.
 
 Orthanc runs from a temporary directory with its own storage and configuration, with its DICOM
 (C-STORE) server disabled. Orthanc before 1.12.10 cannot choose the address its HTTP server binds to
@@ -83,9 +86,22 @@ def cpu_seconds(pid: int | None) -> float:
 
 def make_bodies(n: int) -> tuple[list[tuple[bytes, str, int]], int]:
     """STOW-RS bodies of PER_REQUEST instances each: (body, content type, instance count), total bytes."""
+    from tests.corpus import stow_body
+
+    instances = make_instances(n)
+    bodies = []
+    for start in range(0, n, PER_REQUEST):
+        chunk = instances[start : start + PER_REQUEST]
+        body, ctype = stow_body(chunk)
+        bodies.append((body, ctype, len(chunk)))
+    return bodies, sum(len(d) for d in instances)
+
+
+def make_instances(n: int) -> list[bytes]:
+    """``n`` Part-10 instances, CT_small and MR_small in turn, 20 a series, 5 series a study."""
     from pydicom.uid import generate_uid
 
-    from tests.corpus import source_dataset, stow_body, to_part10
+    from tests.corpus import source_dataset, to_part10
 
     sources = {name: source_dataset(name) for name in ("ct", "mr")}
     instances: list[bytes] = []
@@ -100,12 +116,7 @@ def make_bodies(n: int) -> tuple[list[tuple[bytes, str, int]], int]:
         ds.InstanceNumber = i % 20 + 1
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         instances.append(to_part10(ds))
-    bodies = []
-    for start in range(0, n, PER_REQUEST):
-        chunk = instances[start : start + PER_REQUEST]
-        body, ctype = stow_body(chunk)
-        bodies.append((body, ctype, len(chunk)))
-    return bodies, sum(len(d) for d in instances)
+    return instances
 
 
 # -- the clients ---------------------------------------------------------------------------------
@@ -297,6 +308,30 @@ def in_namespace(argv: list[str]) -> dict[str, list[float]]:
         out.unlink(missing_ok=True)
 
 
+def import_tool_rounds(endpoint: Path, n: int, rounds: int) -> dict[str, list[float]]:
+    """``dicomweb import`` of ``n`` new instances written as files, into the deployed stack
+    ``endpoint`` names (its default 4 requests in flight): instances/s and MB/s per round."""
+    name = "import tool -> local stack"
+    out: dict[str, list[float]] = {name: [], f"{name} MB/s": [], f"{name} CPU ms": []}
+    for r in range(rounds):
+        instances = make_instances(n)
+        with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
+            for i, data in enumerate(instances):
+                (Path(tmp) / f"{i:05d}.dcm").write_bytes(data)
+            argv = ["import", tmp, "--endpoint-file", str(endpoint), "--quiet", "--no-resume"]
+            code = f"import sys; from dicomweb_server.cli import main; sys.exit(main({argv!r}))"
+            env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dicomweb'}"}
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+            elapsed = time.perf_counter() - start
+        total = sum(len(d) for d in instances)
+        out[name].append(n / elapsed)
+        out[f"{name} MB/s"].append(total / elapsed / 1e6)
+        out[f"{name} CPU ms"].append(0.0)
+        print(f"  round {r + 1}: {name:30s} {n / elapsed:7.1f} instances/s  {total / elapsed / 1e6:5.1f} MB/s")
+    return out
+
+
 def endpoint_target(path: Path) -> Target:
     ep = json.loads(path.read_text())
     headers = (("apikey", ep["api_key"]),) if ep.get("api_key") else ()
@@ -308,6 +343,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--endpoint", type=Path, help="a deployed stack's endpoint.json (make run writes one)")
+    parser.add_argument(
+        "--import-tool", action="store_true", help="with --endpoint: also time `dicomweb import` of the corpus as files"
+    )
     parser.add_argument("--local-only", type=Path, help=argparse.SUPPRESS)  # the namespaced child
     args = parser.parse_args()
     argv = ["--instances", str(args.instances), "--rounds", str(args.rounds)]
@@ -323,6 +361,8 @@ def main() -> None:
         results = local_servers(args.instances, args.rounds)
     if args.endpoint:
         results.update(run_rounds([endpoint_target(args.endpoint)], args.instances, args.rounds))
+        if args.import_tool:
+            results.update(import_tool_rounds(args.endpoint, args.instances, args.rounds))
     print("\nmedian over rounds:")
     for name, values in results.items():
         if not name.endswith(("MB/s", "CPU ms")):
