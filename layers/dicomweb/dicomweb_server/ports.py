@@ -97,8 +97,20 @@ class BlobStore(Protocol):
         ``size`` (the source's, when known) lets an object above one copy's limit go in parts."""
         ...
 
-    def open(self, key: str) -> OpenedBlob:
-        """The object as a stream (never read whole into memory), or ``BlobNotFound``."""
+    def open(self, key: str, *, version: str | None = None, if_match: str | None = None) -> OpenedBlob:
+        """The object as a stream (never read whole into memory), or ``BlobNotFound``: that
+        version of it, when given; with ``if_match``, only while its ETag is that one, else
+        ``BlobChanged``."""
+        ...
+
+    def put_stream(
+        self, key: str, source: Readable, *, size_hint: int = 0, content_type: str = "application/dicom"
+    ) -> int:
+        """Write the bytes ``source`` gives, front to back, as the object ``key`` without holding
+        them whole (S3: a multipart upload, one part in memory at a time; parts of at least
+        5 MiB but the last). Nothing is stored under ``key`` if ``source`` or a part fails.
+        ``size_hint`` (the expected size) lets a very large object use larger parts. Returns
+        the number of bytes written."""
         ...
 
     def exists(self, key: str) -> bool:
@@ -224,8 +236,10 @@ class UploadedFile:
     """The outcome of one file of a session, or of one upload the session refused.
 
     ``state`` is ``indexing`` (claimed by an indexer, not finished), ``stored`` or ``failed``.
-    ``token`` is the MD5 of the bytes that claimed the file: a redelivered event carries the same
-    bytes, a second upload to the same URL with other bytes does not. ``refused`` is set for an
+    ``token`` is the S3 ETag of the upload that claimed the file (``store.uploads.content_token``):
+    a redelivered event carries the same upload, a second upload to the same URL with other
+    bytes another ETag. ``warnings`` are the (WarningReason, message) of a file stored with
+    warnings (``store.validate``). ``refused`` is set for an
     upload that did not count (another upload had claimed its file, or its number is beyond the
     session's files)."""
 
@@ -239,6 +253,7 @@ class UploadedFile:
     reason: int = 0
     message: str = ""
     refused: bool = False
+    warnings: tuple[tuple[int, str], ...] = ()
 
 
 class Claim(Enum):
@@ -258,8 +273,10 @@ class UploadSessions(Protocol):
         """The session, or None when it was never created or has been removed (``keep_until``)."""
         ...
 
-    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> Claim:
-        """Make the upload with MD5 ``token`` file ``number``'s, unless another upload is."""
+    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> tuple[Claim, int]:
+        """Make the upload ``token`` file ``number``'s, unless another upload is; with the
+        number of times this upload has claimed it (1 the first time: a retried event counts
+        its attempts so)."""
         ...
 
     def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:

@@ -96,6 +96,10 @@ class Settings:
     #: The indexer's dead-letter queue: a dropped file that is not a valid instance is reported
     #: there by the handler itself (with its key and reason), besides being moved to rejected/.
     dead_letter_queue_url: str = ""
+    #: How many times the indexer runs for one S3 event (the IndexerFunction's
+    #: MaximumRetryAttempts + 1): the last attempt at an upload session's file that fails on
+    #: storage records the file failed, so the session reaches its final answer.
+    indexer_attempts: int = 3
     #: A STOW-RS request starts no new instance once less than this is left of the Lambda's time
     #: (or of ``stow_time_budget_ms``): the rest are answered 0xA700 with Retry-After instead of
     #: the function being killed midway.
@@ -126,6 +130,7 @@ class Settings:
             "upload_part_bytes",
             "upload_max_files",
             "upload_max_urls",
+            "indexer_attempts",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -183,6 +188,7 @@ class Settings:
             "upload_part_bytes": "UPLOAD_PART_BYTES",
             "upload_max_files": "UPLOAD_MAX_FILES",
             "upload_max_urls": "UPLOAD_MAX_URLS",
+            "indexer_attempts": "INDEXER_ATTEMPTS",
             "stow_time_margin_ms": "STOW_TIME_MARGIN_MS",
             "stow_time_budget_ms": "STOW_TIME_BUDGET_MS",
             "stream_response_bytes": "STREAM_RESPONSE_BYTES",

@@ -48,6 +48,7 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                     bulk_threshold=settings.bulk_data_threshold,
                     max_frame_table_bytes=settings.max_indexed_frame_table_bytes,
                     duplicate_policy=settings.duplicate_policy,
+                    attempts=settings.indexer_attempts,
                 )
                 counts[f"upload_{uploaded.value}"] = counts.get(f"upload_{uploaded.value}", 0) + 1
                 metrics.add_metric(name=f"upload_{uploaded.value}", unit=MetricUnit.Count, value=1)

@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..cloud_errors import translate, translating
-from ..ports import BlobChanged, BlobNotFound, OpenedBlob
+from ..ports import BlobChanged, BlobNotFound, OpenedBlob, Readable
 
 #: The codes S3 answers for a missing key (GetObject says NoSuchKey, HEAD-like paths 404).
 _MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchVersion")
@@ -19,6 +19,10 @@ _CHANGED = ("PreconditionFailed", "412")
 #: CopyObject copies at most 5 GiB; larger objects are copied in parts of this size.
 COPY_LIMIT = 5 * 1024**3
 COPY_PART = 512 * 1024**2
+#: Parts of a streamed upload (``put_stream``): S3 takes parts of 5 MiB or more (but the last)
+#: and at most 10,000 of them.
+STREAM_PART = 8 * 1024**2
+_MAX_PARTS = 10_000
 
 
 class _Body:
@@ -35,8 +39,19 @@ class _Body:
 
 
 class S3BlobStore:
-    def __init__(self, client: Any, bucket: str, *, copy_limit: int = COPY_LIMIT, copy_part: int = COPY_PART) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        copy_limit: int = COPY_LIMIT,
+        copy_part: int = COPY_PART,
+        stream_part: int = STREAM_PART,
+    ) -> None:
+        if stream_part < 5 * 1024**2:
+            raise ValueError("S3 multipart parts are at least 5 MiB")
         self._client = client
+        self.stream_part = stream_part
         self._s3 = translating(client, "S3", expected=_MISSING + _CHANGED)
         self.bucket = bucket
         self.copy_limit = copy_limit
@@ -104,10 +119,15 @@ class S3BlobStore:
         )
         return url
 
-    def open(self, key: str) -> OpenedBlob:
+    def open(self, key: str, *, version: str | None = None, if_match: str | None = None) -> OpenedBlob:
+        kwargs: dict[str, str] = {"VersionId": version} if version else {}
+        if if_match:
+            kwargs["IfMatch"] = if_match
         try:
-            response = self._s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key, **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _CHANGED:
+                raise BlobChanged(key) from None
             raise BlobNotFound(key) from None
         version = response.get("VersionId")
         return OpenedBlob(
@@ -171,6 +191,38 @@ class S3BlobStore:
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=target_key, UploadId=uid)
             raise
 
+    def put_stream(
+        self, key: str, source: Readable, *, size_hint: int = 0, content_type: str = "application/dicom"
+    ) -> int:
+        """A multipart upload of what ``source`` gives, in parts of ``stream_part`` bytes (more when
+        ``size_hint`` would need more than 10,000 parts); one part is held at a time. An object
+        smaller than one part is one PutObject. A failure aborts the upload: nothing is stored."""
+        part_size = max(self.stream_part, -(-size_hint // _MAX_PARTS))
+        first = _read_full(source, part_size)
+        if len(first) < part_size:  # the whole object fits one part
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=bytes(first), ContentType=content_type)
+            return len(first)
+        upload = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=content_type)
+        uid = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+        written = 0
+        try:
+            chunk = first
+            while chunk:
+                got = self._s3.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=uid, PartNumber=len(parts) + 1, Body=bytes(chunk)
+                )
+                parts.append({"PartNumber": len(parts) + 1, "ETag": got["ETag"]})
+                written += len(chunk)
+                chunk = bytearray() if len(chunk) < part_size else _read_full(source, part_size)
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=uid)
+            raise
+        return written
+
     def delete(self, key: str, version: str | None = None) -> None:
         if version:
             self._s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
@@ -189,3 +241,14 @@ class S3BlobStore:
             token = page.get("NextContinuationToken")
             if not token:
                 return
+
+
+def _read_full(source: Readable, size: int) -> bytearray:
+    """Up to ``size`` bytes of ``source`` (fewer only at its end)."""
+    out = bytearray()
+    while len(out) < size:
+        got = source.read(size - len(out))
+        if not got:
+            break
+        out += got
+    return out

@@ -18,6 +18,7 @@ finish in parallel Lambdas with no read-modify-write of a shared item. ``ttl`` r
 
 from __future__ import annotations
 
+import json
 import threading
 from decimal import Decimal
 from typing import Any
@@ -57,6 +58,8 @@ def _outcome_item(outcome: UploadedFile) -> dict[str, Any]:
             item[name] = value
     if outcome.reason:
         item["reason"] = outcome.reason
+    if outcome.warnings:
+        item["warn"] = json.dumps([list(w) for w in outcome.warnings])
     return item
 
 
@@ -72,6 +75,7 @@ def _outcome(item: dict[str, Any]) -> UploadedFile:
         reason=int(item.get("reason", 0)),
         message=str(item.get("msg", "")),
         refused=str(item["sk"]).startswith("R#"),
+        warnings=tuple((int(r), str(m)) for r, m in json.loads(item["warn"])) if item.get("warn") else (),
     )
 
 
@@ -109,14 +113,17 @@ class MemoryUploadSessions:
         item = self._items.get((session_pk(session_id), _META))
         return _session(item) if item else None
 
-    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> Claim:
+    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> tuple[Claim, int]:
         key = (session_pk(session_id), file_sk(number))
         with self._lock:
             held = self._items.get(key)
             if held is None or (held["token"] == token and held["state"] == "indexing"):
-                self._items[key] = {"pk": key[0], "sk": key[1], "n": number, "state": "indexing", "token": token}
-                return Claim.CLAIMED
-            return Claim.SETTLED if held["token"] == token else Claim.TAKEN
+                tries = int((held or {}).get("tries", 0)) + 1
+                self._items[key] = {
+                    "pk": key[0], "sk": key[1], "n": number, "state": "indexing", "token": token, "tries": tries,
+                }  # fmt: skip
+                return Claim.CLAIMED, tries
+            return (Claim.SETTLED if held["token"] == token else Claim.TAKEN), 0
 
     def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
         key = (session_pk(session_id), file_sk(outcome.number))
@@ -172,26 +179,28 @@ class DynamoDbUploadSessions:
         item = got.get("Item")
         return _session(_plain(item)) if item else None
 
-    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> Claim:
+    def claim(self, session_id: str, number: int, token: str, keep_until: int) -> tuple[Claim, int]:
         key = {"pk": {"S": session_pk(session_id)}, "sk": {"S": file_sk(number)}}
         try:
-            self._db.put_item(
+            got = self._db.update_item(
                 TableName=self.table,
-                Item={
-                    **key,
-                    "n": {"N": str(number)},
-                    "state": {"S": "indexing"},
-                    "token": {"S": token},
-                    "ttl": {"N": str(keep_until)},
-                },
+                Key=key,
+                UpdateExpression="SET #n = :n, #s = :indexing, #t = :t, #ttl = :ttl ADD #tries :one",
                 ConditionExpression="attribute_not_exists(pk) OR (#t = :t AND #s = :indexing)",
-                ExpressionAttributeNames={"#t": "token", "#s": "state"},
-                ExpressionAttributeValues={":t": {"S": token}, ":indexing": {"S": "indexing"}},
+                ExpressionAttributeNames={"#n": "n", "#t": "token", "#s": "state", "#ttl": "ttl", "#tries": "tries"},
+                ExpressionAttributeValues={
+                    ":n": {"N": str(number)},
+                    ":t": {"S": token},
+                    ":indexing": {"S": "indexing"},
+                    ":ttl": {"N": str(keep_until)},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="UPDATED_NEW",
             )
-        except ClientError:  # the condition: another upload holds the file, or these bytes settled it
+        except ClientError:  # the condition: another upload holds the file, or this upload settled it
             held = self._db.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item") or {}
-            return Claim.SETTLED if held.get("token", {}).get("S") == token else Claim.TAKEN
-        return Claim.CLAIMED
+            return (Claim.SETTLED if held.get("token", {}).get("S") == token else Claim.TAKEN), 0
+        return Claim.CLAIMED, int(got.get("Attributes", {}).get("tries", {}).get("N", "1"))
 
     def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
         if outcome.token:

@@ -14,13 +14,19 @@ object stays where it is and the retried event repairs the state.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
+
+from pydicom.dataset import Dataset
 
 from ..blobs.keys import INCOMING_PREFIX, REJECTED_PREFIX
 from ..ports import BlobChanged, BlobNotFound, BlobStore, MetadataIndex, OpenedBlob, Readable
 from ..settings import DuplicatePolicy
-from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Stored, ingest, with_preamble
+from . import validate
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Payload, Reason, Stored, ingest, with_preamble
+
+log = logging.getLogger("dicomweb.drop")
 
 
 class DropOutcome(Enum):
@@ -33,8 +39,9 @@ class DropOutcome(Enum):
 
 @dataclass
 class Dropped:
-    """The incoming object as one ``ingest`` payload: read by its one streamed GET, written by a
-    conditional server-side copy of the version that GET read."""
+    """The incoming object (an S3 drop, or an upload session's file) as one ``ingest`` payload:
+    read by its one streamed GET, written by a conditional server-side copy of the version that
+    GET read."""
 
     key: str
     opened: OpenedBlob
@@ -48,16 +55,52 @@ class Dropped:
         self.used = True
         return _Prefixed(self.head, self.opened.body)
 
-    def whole(self) -> bytes:
-        """The object read whole by a second GET (its file meta group is to be written again),
-        or ``BlobChanged`` when that GET finds another version than the first read."""
-        again = self.blobs.open(self.key)
-        if again.etag != self.opened.etag:
-            raise BlobChanged(self.key)
-        return again.body.read()
+    def with_file_meta(self, ds: Dataset) -> Corrected:
+        return Corrected(self.key, self.opened, self.blobs, ds)
 
     def write(self, blobs: BlobStore, key: str) -> None:
         blobs.copy(self.key, key, if_match=self.opened.etag, version=self.opened.version, size=self.opened.size)
+
+
+#: How much of the object's beginning is read to find where its file meta group ends.
+_HEAD_BYTES = 1 << 20
+
+
+@dataclass
+class Corrected:
+    """A dropped or uploaded object whose file meta group is written again (WarningReason 0xB000):
+    the new preamble and file meta group, then the original's bytes from its first data set
+    element on. Each ``open`` is one more streamed GET of exactly the version first read
+    (``BlobChanged`` if it is gone); ``write`` streams those bytes into a multipart upload. So
+    the object is never held whole, and what is scanned (offsets, MD5) is byte for byte what is
+    stored."""
+
+    key: str
+    opened: OpenedBlob
+    blobs: BlobStore
+    ds: Dataset
+
+    def open(self) -> Readable:
+        body = self.blobs.open(self.key, version=self.opened.version, if_match=self.opened.etag).body
+        head = bytearray()
+        while len(head) < _HEAD_BYTES:
+            got = body.read(_HEAD_BYTES - len(head))
+            if not got:
+                break
+            head += got
+        try:
+            header, start = validate.corrected_header(bytes(head), self.ds)
+        except validate.MALFORMED as exc:  # read once already, so only a file meta group above _HEAD_BYTES
+            raise InvalidInstance(
+                Reason.CANNOT_UNDERSTAND, f"the file meta group cannot be written again: {type(exc).__name__}"
+            ) from None
+        return _Prefixed(header + bytes(head[start:]), body)
+
+    def with_file_meta(self, ds: Dataset) -> Corrected:
+        return Corrected(self.key, self.opened, self.blobs, ds)
+
+    def write(self, blobs: BlobStore, key: str) -> None:
+        blobs.put_stream(key, self.open(), size_hint=self.opened.size)
 
 
 class _Prefixed:
@@ -94,15 +137,9 @@ def index_dropped(
         opened = blobs.open(key)
     except BlobNotFound:
         return DropOutcome.GONE, None
-    head = _read_head(opened.body)
-    payload: Dropped | bytes = Dropped(key, opened, blobs, head)
-    if head[128:132] != b"DICM" and with_preamble(head) is not head:
-        # Written without a preamble (pydicom's dcmwrite of an in-memory dataset): what is stored
-        # is the completed Part-10 file, so it is read whole (such files are small in practice).
-        payload = head + opened.body.read()
     try:
         result = ingest(
-            payload,
+            payload_of(key, opened, blobs),
             index=index,
             blobs=blobs,
             max_metadata_bytes=max_metadata_bytes,
@@ -119,8 +156,23 @@ def index_dropped(
         return DropOutcome.REJECTED, int(exc.reason)
     except (BlobChanged, BlobNotFound):
         return DropOutcome.GONE, None
+    if result.warnings:  # the codes only: the messages may quote the file's UIDs
+        log.warning(
+            "dropped file stored with warnings",
+            extra={"warning_reasons": [f"{int(w.reason):04X}" for w in result.warnings]},
+        )
     blobs.delete(key, opened.version)
     return (DropOutcome.DUPLICATE if result.outcome is Stored.IDENTICAL_DUPLICATE else DropOutcome.INDEXED), None
+
+
+def payload_of(key: str, opened: OpenedBlob, blobs: BlobStore) -> Payload | bytes:
+    """What ``ingest`` reads of an opened drop or upload: the streamed ``Dropped``, or for a file
+    written without a preamble (pydicom's dcmwrite of an in-memory dataset) its bytes, since what
+    is stored is the completed Part-10 file (such files are small in practice)."""
+    head = _read_head(opened.body)
+    if head[128:132] != b"DICM" and with_preamble(head) is not head:
+        return head + opened.body.read()
+    return Dropped(key, opened, blobs, head)
 
 
 def _read_head(body: Readable) -> bytes:

@@ -292,8 +292,10 @@ class Payload(Protocol):
         """A stream of the bytes, front to back."""
         ...
 
-    def whole(self) -> bytes:
-        """The bytes whole (read again: ``open`` may have been used)."""
+    def with_file_meta(self, ds: Dataset) -> Payload:
+        """The same object with its file meta group written again from ``ds.file_meta``
+        (WarningReason 0xB000): a payload whose ``open`` and ``write`` give the corrected bytes
+        (a stream stays a stream: ``open`` may have been used already)."""
         ...
 
     def write(self, blobs: BlobStore, key: str) -> None: ...
@@ -308,8 +310,8 @@ class InMemory:
     def open(self) -> Readable:
         return io.BytesIO(self.data)
 
-    def whole(self) -> bytes:
-        return self.data
+    def with_file_meta(self, ds: Dataset) -> InMemory:
+        return InMemory(validate.rewrite_file_meta(self.data, ds))
 
     def write(self, blobs: BlobStore, key: str) -> None:
         blobs.put(key, self.data)
@@ -318,9 +320,9 @@ class InMemory:
 def scan_checked(payload: Payload) -> tuple[Scanned, validate.Checked, Payload]:
     """The parse step of a payload read as a stream: ``scan`` it and check it (``store.validate``,
     as ``parse`` does for bytes). When the file meta group is corrected (WarningReason 0xB000),
-    the stored object is the corrected one and it is read again, so that the offsets the index
-    keeps point into it: the payload becomes those bytes (a streamed payload is then read whole,
-    the one case where an S3 drop is held in memory)."""
+    the stored object is the corrected one and it is scanned again, so that the offsets and the
+    MD5 the index keeps are the corrected object's: the payload becomes the corrected one
+    (``Payload.with_file_meta``; for an S3 drop or upload a second streamed GET, never held whole)."""
     data = payload.data if isinstance(payload, InMemory) else None
     scanned = scan(data if data is not None else payload.open())
     ds = scanned.dataset
@@ -332,11 +334,12 @@ def scan_checked(payload: Payload) -> tuple[Scanned, validate.Checked, Payload]:
     except MALFORMED as exc:  # a file meta element that does not decode (a VR or length gone wrong)
         raise InvalidInstance(Reason.CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from None
     if checked.coerced:
-        fixed = checked.data
-        if fixed is None:  # a stream: read it whole to write its file meta group again
-            fixed = validate.rewrite_file_meta(payload.whole(), ds)
-        payload = InMemory(fixed)
-        scanned = scan(fixed)
+        if checked.data is not None:
+            payload = InMemory(checked.data)
+            scanned = scan(checked.data)
+        else:
+            payload = payload.with_file_meta(ds)
+            scanned = scan(payload.open())
     return scanned, checked, payload
 
 

@@ -17,7 +17,6 @@ other bytes, or a file number beyond the session's, is refused and reported, nev
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -30,8 +29,10 @@ from enum import Enum
 from typing import Any
 
 from ..blobs.keys import UPLOADS_PREFIX, upload_key
-from ..errors import BadRequest, Conflict, Gone, NotFound
+from ..errors import BadRequest, Conflict, Gone, NotFound, ServiceUnavailable, StorageError
+from ..logsafe import exception_summary
 from ..ports import (
+    BlobChanged,
     BlobNotFound,
     BlobStore,
     Claim,
@@ -42,7 +43,8 @@ from ..ports import (
     UploadTargets,
 )
 from ..settings import DuplicatePolicy, Settings
-from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, ingest
+from .drop import payload_of
+from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, StorageFailed, ingest
 from .stow import FailedRef, StoredRef, StowOutcome
 
 log = logging.getLogger("dicomweb.uploads")
@@ -271,6 +273,7 @@ def session_status(session_id: str, *, ports: UploadPorts, base_url: str, clock:
                     got.sop_class_uid,
                     got.sop_uid,
                     f"{base_url}/studies/{got.study_uid}/series/{got.series_uid}/instances/{got.sop_uid}",
+                    tuple((reason, f"file {n}: {message}") for reason, message in got.warnings),
                 )
             )
         else:
@@ -308,25 +311,32 @@ def index_upload(
     bulk_threshold: int = 1024,
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
+    attempts: int = 3,
 ) -> UploadOutcome:
     """Index one uploaded file (the indexer's S3 event for ``uploads/{session}/{n}.dcm``).
 
-    Storage failures (``StorageFailed``) propagate: the file stays claimed for these bytes and the
-    upload object stays, so the retried event finishes it."""
+    The object is read once as a stream (``store.scan``, as an S3 drop is) and stored by a
+    conditional server-side copy of exactly the version read; the claim token is that version's
+    ETag, so nothing needs the file whole. Storage failures (``StorageFailed``) propagate: the
+    file stays claimed for this upload and the upload object stays, so the retried event
+    finishes it, except on the ``attempts``-th claim of the same upload (the event's last
+    delivery: Lambda's ``MaximumRetryAttempts`` + 1), which records the file failed first
+    (0xA700 when storage was busy or unavailable, else 0x0110), so that the session ends."""
     matched = _UPLOAD_KEY.fullmatch(key)
     if not matched:
         return UploadOutcome.IGNORED
     session_id, number = matched[1], int(matched[2])
     try:
-        data, version = blobs.get_version(key)
+        opened = blobs.open(key)
     except BlobNotFound:
         return UploadOutcome.GONE
+    version = opened.version
     session = sessions.get(session_id)
     if session is None:
         blobs.delete(key, version)
         return UploadOutcome.ORPHAN
     keep = session.expires + KEEP_SECONDS
-    token = hashlib.md5(data).hexdigest()  # noqa: S324 - tells uploads apart, not security
+    token = content_token(opened.etag)
     if number > session.files:
         sessions.refuse(
             UploadedFile(
@@ -342,7 +352,7 @@ def index_upload(
         )
         blobs.delete(key, version)
         return UploadOutcome.REFUSED
-    claim = sessions.claim(session_id, number, token, keep)
+    claim, attempt = sessions.claim(session_id, number, token, keep)
     if claim is Claim.SETTLED:
         blobs.delete(key, version)
         return UploadOutcome.SETTLED
@@ -364,7 +374,7 @@ def index_upload(
         return UploadOutcome.REFUSED
     try:
         result = ingest(
-            data,
+            payload_of(key, opened, blobs),
             index=index,
             blobs=blobs,
             max_metadata_bytes=max_metadata_bytes,
@@ -388,11 +398,71 @@ def index_upload(
         )
         blobs.delete(key, version)
         return UploadOutcome.FAILED
+    except (BlobChanged, BlobNotFound):
+        # The version read was removed meanwhile: a concurrent delivery of this very event
+        # finished it (and settled the claim), or the object was replaced in a bucket that keeps
+        # no versions (the deployed bucket does), whose new upload has an event of its own.
+        return UploadOutcome.GONE
+    except StorageFailed as exc:
+        if attempt >= attempts:
+            _give_up(exc, number, token, attempt, sessions, session_id, keep)
+        raise
     rec = result.record
     sessions.settle(
-        UploadedFile(number, "stored", token, rec.sop_class_uid, rec.sop_uid, rec.study_uid, rec.series_uid),
+        UploadedFile(
+            number,
+            "stored",
+            token,
+            rec.sop_class_uid,
+            rec.sop_uid,
+            rec.study_uid,
+            rec.series_uid,
+            warnings=tuple((int(w.reason), w.message) for w in result.warnings),
+        ),
         session_id,
         keep,
     )
     blobs.delete(key, version)
     return UploadOutcome.STORED
+
+
+def content_token(etag: str) -> str:
+    """What tells two uploads of a file apart: the S3 ETag of the version read, without its
+    quotes. For a single PUT (SSE-S3, the bucket's encryption) it is the MD5 of the bytes; for a
+    multipart upload the MD5 of the parts' MD5s and the part count, so the same bytes uploaded
+    again in the same parts (the session fixes the part size) give the same token. Known from
+    the GET's headers, before any byte is read."""
+    return etag.strip().strip('"')
+
+
+def _give_up(
+    exc: StorageFailed,
+    number: int,
+    token: str,
+    attempt: int,
+    sessions: UploadSessions,
+    session_id: str,
+    keep: int,
+) -> None:
+    """The last delivery of the event failed too: record the file failed, so the session's
+    status reaches its final answer. 0xA700 (Out of Resources) when storage was busy or
+    unavailable, as STOW-RS answers it, else 0x0110 (Processing failure). When even this write
+    fails, the file stays ``indexing`` (the caller re-raises either way; the event goes to the
+    dead-letter queue)."""
+    busy = isinstance(exc.cause, ServiceUnavailable)
+    why = "storage was busy or unavailable" if busy else "a storage error"
+    outcome = UploadedFile(
+        number,
+        "failed",
+        token,
+        exc.sop_class_uid,
+        exc.sop_uid,
+        reason=int(Reason.OUT_OF_RESOURCES if busy else Reason.PROCESSING_FAILURE),
+        message=f"indexing failed on each of {attempt} attempts ({why}); upload the file again in a new session",
+    )
+    try:
+        sessions.settle(outcome, session_id, keep)
+    except StorageError as settle_exc:
+        log.error("a failed upload could not be recorded", extra=exception_summary(settle_exc))
+        return
+    log.error("upload indexing gave up", extra={"attempts": attempt, "failure_reason": f"{outcome.reason:04X}"})

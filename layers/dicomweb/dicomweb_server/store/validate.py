@@ -136,8 +136,9 @@ def check(
         raise Refused(0x0122, f"SOPClassUID {sop_class} is {name}, not a Storage SOP Class")
     warnings: list[Warned] = []
     coerced = _coerce_file_meta(ds, sop_class, sop_uid, list(read_warnings))
-    if coerced and data is not None:
-        data = rewrite_file_meta(data, ds)
+    if coerced:
+        if data is not None:
+            data = rewrite_file_meta(data, ds)
         warnings.append(
             Warned(
                 WarningReason.COERCION_OF_DATA_ELEMENTS,
@@ -199,7 +200,16 @@ def _read_as_implicit(ds: Dataset, declared: UID, read_warnings: list[str]) -> b
 
 def rewrite_file_meta(data: bytes, ds: Dataset) -> bytes:
     """``data`` with its file meta group written again from ``ds.file_meta``; the data set's bytes unchanged."""
-    fp = io.BytesIO(data)
+    header, start = corrected_header(data, ds)
+    return header + data[start:]
+
+
+def corrected_header(head: bytes, ds: Dataset) -> tuple[bytes, int]:
+    """The preamble, ``DICM`` and the file meta group written again from ``ds.file_meta``, and
+    where the data set starts in the original object, of which ``head`` is the beginning (at
+    least its preamble and file meta group): the corrected object is the header followed by the
+    original's bytes from there on, so a large object is corrected as a stream."""
+    fp = io.BytesIO(head)
     preamble = read_preamble(fp, False) or bytes(128)
     _read_file_meta_info(fp)  # leaves fp at the first data set element
     start = fp.tell()
@@ -207,8 +217,7 @@ def rewrite_file_meta(data: bytes, ds: Dataset) -> bytes:
     out.is_little_endian, out.is_implicit_VR = True, False  # the file meta group's encoding (PS3.10 §7.1)
     out.write(preamble + b"DICM")
     write_file_meta_info(out, ds.file_meta, enforce_standard=True)
-    out.write(data[start:])
-    return out.getvalue()
+    return out.getvalue(), start
 
 
 def _check_pixel_encoding(ds: Dataset, pixel_element: tuple[int, int] | None = None) -> None:
