@@ -156,14 +156,24 @@ def encapsulated(
     return part10(ds)
 
 
-def large_native_file(path: str, total_bytes: int, *, rows: int = 1024, cols: int = 1024) -> int:
+def large_native_file(
+    path: str, total_bytes: int, *, rows: int = 1024, cols: int = 1024, meta: dict[str, Any] | None = None
+) -> int:
     """Write a native 16-bit multi-frame of about ``total_bytes`` to ``path`` frame by frame (never
-    held whole in memory); returns the number of frames."""
+    held whole in memory); returns the number of frames. ``meta`` overrides file meta elements
+    (a file meta group that disagrees with the data set)."""
     frame = rows * cols * 2
     frames = max(1, total_bytes // frame)
     ds = dataset(rows, cols, frames)
     ds.PixelData = b""
     head = part10(ds)
+    if meta:  # written as given (``part10`` would set the media storage UIDs from the data set)
+        for keyword, value in meta.items():
+            setattr(ds.file_meta, keyword, value)
+        ds.preamble = bytes(128)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=False)
+        head = out.getvalue()
     # The empty Pixel Data element is last: rewrite its length and append the frames.
     assert head[-12:-8] == b"\xe0\x7f\x10\x00"
     length = frames * frame

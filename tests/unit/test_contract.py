@@ -9,7 +9,7 @@ from pydicom.uid import generate_uid
 from dicomweb_server.formats import dicom_json
 from dicomweb_server.index.dynamodb import DynamoDbIndex
 from dicomweb_server.index.memory import MemoryIndex
-from dicomweb_server.ports import AddOutcome, BlobNotFound
+from dicomweb_server.ports import AddOutcome, BlobChanged, BlobNotFound
 from dicomweb_server.search.query import Level, parse_query
 from dicomweb_server.store.ingest import build_record, parse_part10
 from tests.corpus import make_instance
@@ -468,3 +468,45 @@ def test_blob_chunks(backend):
     assert [len(p) for p in pieces] == [1000, 1000, 560] and b"".join(pieces) == data
     with pytest.raises(BlobNotFound):  # before the first piece
         backend.blobs.chunks("studies/nothing.dcm", 1000)
+
+
+class _Trickle:
+    """A stream that gives at most ``step`` bytes a read (as a network body does), and can fail
+    after ``fail_after`` bytes."""
+
+    def __init__(self, data: bytes, step: int = 777_777, fail_after: int | None = None) -> None:
+        self._data, self._at, self._step, self._fail_after = data, 0, step, fail_after
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._fail_after is not None and self._at >= self._fail_after:
+            raise OSError("the source broke")
+        n = self._step if size < 0 else min(size, self._step)
+        out = self._data[self._at : self._at + n]
+        self._at += len(out)
+        return out
+
+
+def test_blob_put_stream_writes_in_parts_and_nothing_when_the_source_fails(backend):
+    big = bytes(range(256)) * (12 * 1024**2 // 256 + 3)  # more than one part of either store
+    assert backend.blobs.put_stream("studies/a/big.dcm", _Trickle(big), size_hint=len(big)) == len(big)
+    assert backend.blobs.get("studies/a/big.dcm") == big
+    assert backend.blobs.put_stream("studies/a/small.dcm", _Trickle(b"small")) == 5
+    assert backend.blobs.get("studies/a/small.dcm") == b"small"
+    with pytest.raises(OSError, match="the source broke"):
+        backend.blobs.put_stream("studies/a/broken.dcm", _Trickle(big, fail_after=9 * 1024**2))
+    assert not backend.blobs.exists("studies/a/broken.dcm")
+    assert sorted(backend.objects()) == ["studies/a/big.dcm", "studies/a/small.dcm"]
+
+
+def test_blob_open_of_a_version_and_only_while_its_etag_holds(backend):
+    blobs = backend.blobs
+    blobs.put("incoming/v.dcm", b"first")
+    first = blobs.open("incoming/v.dcm")
+    assert blobs.open("incoming/v.dcm", version=first.version, if_match=first.etag).body.read() == b"first"
+    blobs.put("incoming/v.dcm", b"second")
+    with pytest.raises(BlobChanged):
+        blobs.open("incoming/v.dcm", if_match=first.etag)
+    if first.version:  # a store that keeps versions still gives the one read
+        assert blobs.open("incoming/v.dcm", version=first.version).body.read() == b"first"
+    with pytest.raises(BlobNotFound):
+        blobs.open("incoming/none.dcm")
