@@ -341,3 +341,37 @@ def test_the_attempts_the_indexer_counts_are_the_functions_retries_plus_one():
     attempts = int(indexer["Environment"]["Variables"]["INDEXER_ATTEMPTS"])
     assert attempts == retries + 1
     assert Settings.from_env({"BUCKET_NAME": "b", "TABLE_NAME": "t", "INDEXER_ATTEMPTS": "3"}).indexer_attempts == 3
+
+
+def test_the_indexer_handler_gives_up_on_the_attempt_its_setting_names(aws, lambda_context, monkeypatch):
+    """Through the Lambda handler (moto): INDEXER_ATTEMPTS=2, DynamoDB throttled on every instance
+    write. Each invocation fails (so Lambda retries it and finally sends it to the OnFailure
+    destination), and the second one records the file failed with 0xA700."""
+    from dicomweb_server.aws.s3_events import s3_handler
+    from tests.unit.test_poison_drops import _event
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    sessions = DynamoDbUploadSessions(aws.dynamodb, aws.table)
+    ports = UploadPorts(sessions, MemoryUploadTargets(S3BlobStore(aws.s3, aws.bucket)))
+    answer = uploads.create_session(
+        b'{"count": 1}', ports=ports, settings=Settings(bucket_name="b", table_name="t"), base_url="http://x"
+    )
+    key = f"uploads/{answer['session']}/1.dcm"
+    aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=make_instance("ct").data)
+
+    def throttled(self: Any, record: Any) -> Any:
+        raise ServiceUnavailable("DynamoDB is throttling", retry_after=1)
+
+    monkeypatch.setattr(DynamoDbIndex, "add_instance", throttled)
+    settings = Settings.from_env({"BUCKET_NAME": aws.bucket, "TABLE_NAME": aws.table, "INDEXER_ATTEMPTS": "2"})
+    handler = s3_handler(settings)
+    with pytest.raises(StorageFailed):
+        handler(_event(aws.bucket, [key]), lambda_context)
+    assert uploads.session_status(answer["session"], ports=ports, base_url="http://x").pending == [1]
+    with pytest.raises(StorageFailed):
+        handler(_event(aws.bucket, [key]), lambda_context)
+    final = uploads.session_status(answer["session"], ports=ports, base_url="http://x")
+    assert final.status == 409 and not final.pending
+    assert [f.reason for f in final.outcome.failed] == [0xA700]
+    # The upload object stays (the dead-lettered event names it; the lifecycle removes it after 8 days).
+    assert [k for k, _ in S3BlobStore(aws.s3, aws.bucket).list("uploads/")] == [key]
