@@ -1,13 +1,16 @@
-"""Streaming ingest and frames by range: peak memory of the indexer for a large S3 drop, and the
+"""Streaming ingest and frames by range: peak memory of the indexer for a large S3 drop and upload, and the
 AWS calls and bytes one frame of a 120-frame instance costs.
 
 Run: ``.venv/bin/python benchmarks/ingest_memory.py [--size-mb 1024] [--json out.json]``
 (with ``PYTHONPATH=layers/dicomweb:.`` from the repository root).
 
 1. A native multi-frame of ``--size-mb`` MB (1024 × 1024 16-bit frames) is written to a temporary
-   folder under /tmp frame by frame, uploaded to ``incoming/`` of a bucket on the local emulator
+   folder under /tmp frame by frame, uploaded to ``incoming/`` (an S3 drop), to
+   ``uploads/{session}/1.dcm`` (file 1 of an upload session, ``store.uploads.index_upload``), and,
+   with a file meta group that disagrees with the data set, to ``incoming/`` again (the corrected
+   object is streamed into a multipart upload), each to a bucket on the local emulator
    (ministack from ``scripts/localcloud.py``, its own process, objects on disk), and indexed by
-   ``store.drop.index_dropped`` over the real S3 / DynamoDB adapters **in a child process** that
+   ``index_dropped`` / ``index_upload`` over the real S3 / DynamoDB adapters **in a child process** that
    can import only what the indexer's Lambda package carries (``benchmarks/run.py``'s packaged
    view: no numpy, Pillow…); its peak RSS (``VmHWM``) is reported next to its RSS after imports
    and client set-up. The file is deleted afterwards.
@@ -53,19 +56,25 @@ sys.meta_path.insert(0, Hide())
 import boto3
 from dicomweb_server.blobs.s3 import S3BlobStore
 from dicomweb_server.index.dynamodb import DynamoDbIndex
+from dicomweb_server.index.uploads import DynamoDbUploadSessions
 from dicomweb_server.store.drop import index_dropped
+from dicomweb_server.store.uploads import index_upload
 
 endpoint, bucket, table, key = sys.argv[1:5]
 kw = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
 s3, ddb = boto3.client("s3", **kw), boto3.client("dynamodb", **kw)
 blobs, index = S3BlobStore(s3, bucket), DynamoDbIndex(ddb, table)
+sessions = DynamoDbUploadSessions(ddb, table)
 ddb.describe_table(TableName=table)
 before = hwm_kb()
 start = time.perf_counter()
-outcome, _ = index_dropped(key, index=index, blobs=blobs)
+if key.startswith("uploads/"):
+    outcome = index_upload(key, sessions=sessions, index=index, blobs=blobs).value
+else:
+    outcome = index_dropped(key, index=index, blobs=blobs)[0].value
 elapsed = time.perf_counter() - start
 peak = hwm_kb()
-print(json.dumps({"outcome": outcome.value, "rss_before_kb": before, "rss_peak_kb": peak, "seconds": elapsed}))
+print(json.dumps({"outcome": outcome, "rss_before_kb": before, "rss_peak_kb": peak, "seconds": elapsed}))
 """
 
 
@@ -81,17 +90,37 @@ def _clients(endpoint: str) -> tuple[Any, Any]:
     return boto3.client("s3", **kw), boto3.client("dynamodb", **kw)
 
 
-def indexer_memory(endpoint: str, size_mb: int) -> dict[str, Any]:
+#: What is measured: (name, where the file goes, whether its file meta group disagrees with its data set).
+PATHS = (
+    ("drop", "incoming/large.dcm", False),
+    ("upload", "uploads/{session}/1.dcm", False),
+    ("drop, file meta rewritten (0xB000)", "incoming/coerced.dcm", True),
+)
+
+
+def indexer_memory(endpoint: str, size_mb: int, key: str, coerced: bool = False) -> dict[str, Any]:
+    """Index one file of ``size_mb`` MB put at ``key`` (an S3 drop, or file 1 of an upload
+    session created here) in a child process; its peak RSS."""
     from tests.frames_data import large_native_file
 
-    s3, _ = _clients(endpoint)
+    s3, ddb = _clients(endpoint)
     folder = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir="/tmp"))
     try:
         path = folder / "large.dcm"
-        frames = large_native_file(str(path), size_mb * 1024**2)
+        meta = {"MediaStorageSOPInstanceUID": "1.2.3"} if coerced else None
+        frames = large_native_file(str(path), size_mb * 1024**2, meta=meta)
         size = path.stat().st_size
-        key = "incoming/large.dcm"
-        s3.upload_file(str(path), BUCKET, key)
+        if "{session}" in key:
+            import secrets
+
+            from dicomweb_server.index.uploads import DynamoDbUploadSessions
+            from dicomweb_server.ports import UploadSession
+
+            session = secrets.token_hex(16)
+            expires = int(time.time()) + 3600
+            DynamoDbUploadSessions(ddb, TABLE).create(UploadSession(session, 1, expires, {}), expires + 3600)
+            key = key.format(session=session)
+        s3.upload_file(str(path), BUCKET, key)  # multipart, as a client's upload of a large file is
         path.unlink()  # the indexer reads S3, not the file
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dicomweb'}{os.pathsep}{ROOT}"}
         sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -182,28 +211,34 @@ def main(argv: list[str] | None = None) -> int:
         create_bucket(s3, BUCKET)
         create_table(ddb, TABLE)
         started = time.perf_counter()
-        results: dict[str, Any] = {"frame": one_frame(endpoint), "drop": indexer_memory(endpoint, args.size_mb)}
+        results: dict[str, Any] = {"frame": one_frame(endpoint)}
+        for name, key, coerced in PATHS:
+            results[name] = indexer_memory(endpoint, args.size_mb, key, coerced)
         results["seconds"] = round(time.perf_counter() - started, 1)
     finally:
         server.terminate()  # SIGTERM: ministack's graceful stop
         server.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
-    frame, drop = results["frame"], results["drop"]
+    frame = results["frame"]
     ok_frame = frame["s3_bytes_read"] <= frame["frame_bytes"] + 64 * 1024 and frame["aws_calls"] <= 2
-    ok_drop = drop["outcome"] == "indexed" and drop["indexer_rss_peak_mb"] < 128
     print(
         f"{'PASS' if ok_frame else 'FAIL'} one frame of 120: {frame['aws_calls']} AWS calls {frame['calls']}, "
         f"{frame['s3_bytes_read']:,} bytes read for a {frame['frame_bytes']:,}-byte frame "
         f"(instance {frame['instance_bytes']:,} bytes)"
     )
-    print(
-        f"{'PASS' if ok_drop else 'FAIL'} indexer, {drop['object_bytes'] / 1024**2:,.0f} MB drop "
-        f"({drop['frames']} frames): peak RSS {drop['indexer_rss_peak_mb']} MB "
-        f"(after imports {drop['indexer_rss_after_imports_mb']} MB), {drop['indexer_seconds']} s, {drop['outcome']}"
-    )
+    ok_all = ok_frame
+    for name, _, _ in PATHS:
+        got = results[name]
+        ok = got["outcome"] in ("indexed", "stored") and got["indexer_rss_peak_mb"] < 128
+        ok_all = ok_all and ok
+        print(
+            f"{'PASS' if ok else 'FAIL'} indexer, {name}, {got['object_bytes'] / 1024**2:,.0f} MB "
+            f"({got['frames']} frames): peak RSS {got['indexer_rss_peak_mb']} MB "
+            f"(after imports {got['indexer_rss_after_imports_mb']} MB), {got['indexer_seconds']} s, {got['outcome']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0 if ok_frame and ok_drop else 1
+    return 0 if ok_all else 1
 
 
 if __name__ == "__main__":

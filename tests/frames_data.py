@@ -157,14 +157,20 @@ def encapsulated(
 
 
 def large_native_file(
-    path: str, total_bytes: int, *, rows: int = 1024, cols: int = 1024, meta: dict[str, Any] | None = None
+    path: str,
+    total_bytes: int,
+    *,
+    rows: int = 1024,
+    cols: int = 1024,
+    meta: dict[str, Any] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> int:
     """Write a native 16-bit multi-frame of about ``total_bytes`` to ``path`` frame by frame (never
     held whole in memory); returns the number of frames. ``meta`` overrides file meta elements
-    (a file meta group that disagrees with the data set)."""
+    (a file meta group that disagrees with the data set), ``attrs`` data set elements."""
     frame = rows * cols * 2
     frames = max(1, total_bytes // frame)
-    ds = dataset(rows, cols, frames)
+    ds = dataset(rows, cols, frames, **(attrs or {}))
     ds.PixelData = b""
     head = part10(ds)
     if meta:  # written as given (``part10`` would set the media storage UIDs from the data set)
