@@ -19,66 +19,35 @@ Orthanc runs from a temporary directory with its own storage and configuration, 
 (C-STORE) server disabled. Orthanc before 1.12.10 cannot choose the address its HTTP server binds to
 (it listens on every interface), so on such versions the Orthanc and dev-server runs happen in a
 private network namespace (``unshare --net``: only a loopback interface exists there). The local
-stack, when asked for, is measured outside it, in rounds of its own.
+stack, when asked for, is measured outside it, in rounds of its own. (The servers and the namespace
+are ``benchmarks/side_by_side.py``, shared with ``retrieve_vs_orthanc.py``.)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
-import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "dicomweb"), str(ROOT)]
 
+from side_by_side import (  # noqa: E402  (benchmarks/, the script's own folder)
+    Target,
+    cpu_seconds,
+    endpoint_target,
+    local_targets,
+    measure_locally,
+    store_all,
+)
+
 PER_REQUEST = 10
 CLIENTS = 4
-DICOMWEB_PLUGIN = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so",)
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    base_url: str  # the DICOMweb root (…/studies is appended)
-    headers: tuple[tuple[str, str], ...] = ()
-    #: The server's process (on this machine), whose CPU time is reported per instance.
-    pid: int | None = None
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time so far of a process, its reaped children and its live descendants
-    (the dev server's parse workers) (Linux /proc)."""
-    if pid is None:
-        return 0.0
-    total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            tasks = list(Path(f"/proc/{current}/task").iterdir())
-        except FileNotFoundError:  # it ended meanwhile
-            continue
-        total += sum(int(v) for v in fields[11:15])
-        for task in tasks:
-            with contextlib.suppress(FileNotFoundError):
-                pending += [int(child) for child in (task / "children").read_text().split()]
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 # -- the corpus ----------------------------------------------------------------------------------
@@ -119,146 +88,6 @@ def make_instances(n: int) -> list[bytes]:
     return instances
 
 
-# -- the clients ---------------------------------------------------------------------------------
-
-
-def store_all(target: Target, bodies: list[tuple[bytes, str, int]]) -> float:
-    """Send every body with CLIENTS concurrent keep-alive connections; the wall time in seconds."""
-    url = urlsplit(target.base_url)
-    path = url.path.rstrip("/") + "/studies"
-    pending = list(reversed(bodies))
-    lock = threading.Lock()
-    errors: list[str] = []
-
-    def client() -> None:
-        conn_type = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = conn_type(url.hostname or "127.0.0.1", url.port, timeout=300)
-        while True:
-            with lock:
-                if not pending or errors:
-                    break
-                body, ctype, count = pending.pop()
-            headers = {"Content-Type": ctype, "Accept": "application/dicom+json", **dict(target.headers)}
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            answer = response.read()
-            if response.status != 200:
-                errors.append(f"{target.name}: HTTP {response.status}: {answer[:300]!r}")
-                break
-            stored = json.loads(answer).get("00081199", {}).get("Value", [])
-            if len(stored) != count:
-                errors.append(f"{target.name}: {len(stored)} of {count} instances stored: {answer[:300]!r}")
-                break
-        conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise SystemExit(errors[0])
-    return elapsed
-
-
-# -- the servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
-    parts = urlsplit(url)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{url} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
-            conn.request("GET", parts.path or "/")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
-
-
-def orthanc_binary() -> str | None:
-    binary = shutil.which("Orthanc")
-    if binary and any(Path(p).exists() for p in DICOMWEB_PLUGIN):
-        return binary
-    return None
-
-
-def orthanc_version(binary: str) -> tuple[int, ...]:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False).stdout
-    words = out.split()
-    try:
-        return tuple(int(x) for x in words[1].split("."))
-    except (IndexError, ValueError):
-        return (0,)
-
-
-def can_bind_loopback_only(binary: str) -> bool:
-    return orthanc_version(binary) >= (1, 12, 10)  # HttpBindAddresses
-
-
-@contextmanager
-def orthanc(binary: str, work: Path) -> Iterator[Target]:
-    port = free_port()
-    storage = work / "orthanc-storage"
-    storage.mkdir(parents=True)
-    plugin = next(p for p in DICOMWEB_PLUGIN if Path(p).exists())
-    config = {
-        "Name": "bench",
-        "StorageDirectory": str(storage),
-        "IndexDirectory": str(storage),
-        "HttpPort": port,
-        "HttpBindAddresses": ["127.0.0.1"],  # Orthanc >= 1.12.10; older ones run in a network namespace
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomServerEnabled": False,
-        "Plugins": [plugin],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }
-    (work / "orthanc.json").write_text(json.dumps(config))
-    log = work / "orthanc.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, str(work / "orthanc.json")], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/system", proc, log)
-        yield Target("Orthanc", f"http://127.0.0.1:{port}/dicom-web", pid=proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-@contextmanager
-def dev_server(work: Path, parse_workers: int | None = None) -> Iterator[Target]:
-    """The dev server, parsing STOW-RS instances in one process per core (its default) or in
-    ``parse_workers`` processes (0: in the server process, as a Lambda function does)."""
-    port = free_port()
-    log = work / f"dev-{parse_workers}.log"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'dicomweb'}"}
-    cmd = [sys.executable, "-m", "dicomweb_server.web.dev", "--port", str(port)]
-    if parse_workers is not None:
-        cmd += ["--parse-workers", str(parse_workers)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/studies", proc, log)
-        name = "dev server (in-memory)" if parse_workers is None else f"dev server, {parse_workers} parse workers"
-        yield Target(name, f"http://127.0.0.1:{port}", pid=proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 # -- rounds --------------------------------------------------------------------------------------
 
 
@@ -270,7 +99,7 @@ def run_rounds(targets: list[Target], n: int, rounds: int) -> dict[str, list[flo
         order = targets if r % 2 == 0 else list(reversed(targets))
         for target in order:
             cpu = cpu_seconds(target.pid)
-            elapsed = store_all(target, bodies)
+            elapsed = store_all(target, bodies, CLIENTS)
             cpu_ms = (cpu_seconds(target.pid) - cpu) * 1000 / n
             out.setdefault(target.name, []).append(n / elapsed)
             out.setdefault(f"{target.name} MB/s", []).append(total / elapsed / 1e6)
@@ -283,29 +112,9 @@ def run_rounds(targets: list[Target], n: int, rounds: int) -> dict[str, list[flo
 
 
 def local_servers(n: int, rounds: int) -> dict[str, list[float]]:
-    """Orthanc (if present) and the dev server, interleaved, in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
-        work = Path(tmp)
-        binary = orthanc_binary()
-        if binary is None:
-            print("Orthanc with its DICOMweb plugin is not installed: measuring the dev server alone")
-        with dev_server(work) as dev, dev_server(work, 0) as single:
-            if binary is None:
-                return run_rounds([dev, single], n, rounds)
-            with orthanc(binary, work) as orth:
-                return run_rounds([orth, dev, single], n, rounds)
-
-
-def in_namespace(argv: list[str]) -> dict[str, list[float]]:
-    """Run ``--local-only`` in a private network namespace and read back its results."""
-    out = Path(tempfile.mkstemp(prefix="ingest-bench-", suffix=".json")[1])
-    try:
-        script = 'ip link set lo up && exec "$@"'
-        cmd = ["unshare", "--net", "sh", "-c", script, "sh", sys.executable, __file__, *argv, "--local-only", str(out)]
-        subprocess.run(cmd, check=True)
-        return dict(json.loads(out.read_text()))
-    finally:
-        out.unlink(missing_ok=True)
+    """Orthanc (if present) and the dev server with and without its parse workers, interleaved."""
+    with local_targets([{}, {"parse_workers": 0}]) as targets:
+        return run_rounds(targets, n, rounds)
 
 
 def import_tool_rounds(endpoint: Path, n: int, rounds: int) -> dict[str, list[float]]:
@@ -332,12 +141,6 @@ def import_tool_rounds(endpoint: Path, n: int, rounds: int) -> dict[str, list[fl
     return out
 
 
-def endpoint_target(path: Path) -> Target:
-    ep = json.loads(path.read_text())
-    headers = (("apikey", ep["api_key"]),) if ep.get("api_key") else ()
-    return Target("local stack", ep["base_url"].rstrip("/"), headers)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=2000)
@@ -350,15 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     argv = ["--instances", str(args.instances), "--rounds", str(args.rounds)]
     print(f"{args.instances} instances (CT_small/MR_small), {PER_REQUEST} per request, {CLIENTS} clients")
-    if args.local_only:
-        args.local_only.write_text(json.dumps(local_servers(args.instances, args.rounds)))
+    results = measure_locally(__file__, argv, args.local_only, lambda: local_servers(args.instances, args.rounds))
+    if results is None:
         return
-    binary = orthanc_binary()
-    if binary and not can_bind_loopback_only(binary):
-        print(f"Orthanc {'.'.join(map(str, orthanc_version(binary)))} binds every interface: running in unshare --net")
-        results = in_namespace(argv)
-    else:
-        results = local_servers(args.instances, args.rounds)
     if args.endpoint:
         results.update(run_rounds([endpoint_target(args.endpoint)], args.instances, args.rounds))
         if args.import_tool:
