@@ -4,8 +4,9 @@ to Explicit VR Little Endian, or as JPEG."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from itertools import chain
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -27,10 +28,13 @@ from pydicom.uid import (
 
 from ..errors import BadRequest, NotAcceptable, NotFound
 from ..formats import multipart
-from ..formats.media import OCTET_STREAM, MediaType, parse_media_type
+from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_media_type
 from ..frame_table import EncapsulatedFrames, FrameTable, NativeFrames
 from . import render
 from .negotiation import FRAME_DEFAULT_SYNTAX, FrameFormat
+
+if TYPE_CHECKING:
+    from .streams import Body
 
 
 def frame_count(ds: Dataset) -> int:
@@ -130,25 +134,91 @@ def _swapped(raw: bytes, unit: int) -> bytes:
     return bytes(out) + raw[whole:]
 
 
+def ranged_part(table: FrameTable, read: RangeReader, stored_ts: str, number: int, fmt: FrameFormat) -> tuple[bytes, MediaType]:
+    """Frame ``number`` as (payload, Content-Type), read by range (``by_range`` says when)."""
+    label = ranged_label(stored_ts, table, fmt)
+    return read_frame(table, read, number, little_endian=label.param("transfer-syntax") != _BIG_ENDIAN), label
+
+
+def ranged_label(stored_ts: str, table: FrameTable, fmt: FrameFormat) -> MediaType:
+    """The Content-Type of every frame read by range: the stored syntax, or Explicit VR Little
+    Endian for native frames (big-endian ones are given little endian, and labelled so)."""
+    label = fmt.transfer_syntax or stored_ts
+    if isinstance(table, NativeFrames) and stored_ts == _BIG_ENDIAN and fmt.transfer_syntax is None:
+        label = ExplicitVRLittleEndian  # as stored, but little endian: labelled as what it is
+    return MediaType(OCTET_STREAM, {"transfer-syntax": label})
+
+
+def ranged_length(table: FrameTable, number: int) -> int:
+    """The length of frame ``number`` as ``read_frame`` gives it, known from the table alone."""
+    if isinstance(table, EncapsulatedFrames):
+        return sum(length for _, length in table.fragments(number))
+    return -(-table.frame_bits // 8)
+
+
 def ranged_frame_parts(
     table: FrameTable, read: RangeReader, stored_ts: str, numbers: list[int], fmt: FrameFormat, location: str
 ) -> list[tuple[bytes, dict[str, str]]]:
     """Each requested frame as (payload, part headers), read by range (``by_range`` says when)."""
     out: list[tuple[bytes, dict[str, str]]] = []
     for n in numbers:
-        if fmt.kind == "jpeg":
-            payload = read_frame(table, read, n)
-            # Fragments are padded to an even length; a JPEG file ends at its EOI marker.
-            payload = payload[:-1] if payload.endswith(b"\xff\xd9\x00") else payload
-            ctype = MediaType("image/jpeg", {"transfer-syntax": JPEGBaseline8Bit})
-        else:
-            label = fmt.transfer_syntax or stored_ts
-            if isinstance(table, NativeFrames) and stored_ts == _BIG_ENDIAN and fmt.transfer_syntax is None:
-                label = ExplicitVRLittleEndian  # as stored, but little endian: labelled as what it is
-            payload = read_frame(table, read, n, little_endian=label != _BIG_ENDIAN)
-            ctype = MediaType(OCTET_STREAM, {"transfer-syntax": label})
+        payload, ctype = ranged_part(table, read, stored_ts, n, fmt)
         out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
     return out
+
+
+def streamed_frames(
+    numbers: list[int],
+    fmt: FrameFormat,
+    location: str,
+    produce: Callable[[int], tuple[bytes, MediaType]],
+    *,
+    workers: int,
+    label: MediaType | None = None,
+    lengths: Callable[[int], int] | None = None,
+    boundary: str | None = None,
+) -> Body:
+    """The frames answer written part by part (PS3.18 §8.6.1.2): ``produce(n)`` gives frame ``n``'s
+    payload and Content-Type, run for up to ``workers`` frames at once and written in order (so
+    memory holds about one frame per worker). The bytes are exactly ``frames_body``'s.
+
+    ``label``: every part's Content-Type when known beforehand (frames read as stored), so nothing
+    is read before the body is; else the first frame is produced here, to name the body's type (and
+    to fail cleanly, before any status line, if it cannot be). ``lengths(n)``: each payload's length
+    when known from the frame table, which makes the body's length exact."""
+    from .streams import Body, closing, ordered, part_header
+
+    def headers(n: int, ctype: MediaType) -> dict[str, str]:
+        return {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}
+
+    if not fmt.multipart:
+        n = numbers[0]
+        if label is not None and lengths is not None:
+            return Body((produce(n)[0] for _ in (0,)), str(label), lengths(n))
+        payload, ctype = produce(n)
+        return Body(iter((payload,)), str(ctype), len(payload))
+    boundary = boundary or multipart.new_boundary()
+    results: Iterator[tuple[bytes, MediaType]] = ordered(numbers, produce, workers)
+    if label is None:
+        first = next(results)
+        label = first[1]
+        results = chain((first,), results)
+    ts = label.param("transfer-syntax")
+    params = {"transfer-syntax": ts} if ts else {}
+    content_type = str(MediaType(MULTIPART_RELATED, {"type": fmt.media_type, **params, "boundary": boundary}))
+    length = None
+    if lengths is not None:
+        length = sum(len(part_header(boundary, headers(n, label))) + lengths(n) + 2 for n in numbers)
+        length += len(closing(boundary))
+
+    def chunks() -> Iterator[bytes]:
+        for n, (payload, ctype) in zip(numbers, results, strict=True):
+            yield part_header(boundary, headers(n, ctype))
+            yield payload
+            yield b"\r\n"
+        yield closing(boundary)
+
+    return Body(chunks(), content_type, length)
 
 
 def frames_body(

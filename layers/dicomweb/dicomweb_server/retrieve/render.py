@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -399,12 +399,41 @@ def render_frames(
     """Frames ``numbers`` (1-based) rendered as one ``media_type`` image: several frames only as an
     animated image/gif (one frame at a time is decoded, so memory follows the 8-bit output)."""
     require_pixels(ds)
+    return render_each(
+        ((ds, n) for n in numbers),
+        len(numbers),
+        media_type,
+        duration=frame_duration_ms(ds),
+        window=window,
+        quality=quality,
+        size=size,
+        viewport=viewport,
+    )
+
+
+def render_each(
+    frames: Iterable[tuple[Dataset, int]],
+    count: int,
+    media_type: str,
+    *,
+    duration: int = 100,
+    window: Window | None = None,
+    quality: int = 90,
+    size: tuple[int, int] | None = None,
+    viewport: Viewport | None = None,
+) -> bytes:
+    """``count`` frames, each given as (dataset, frame number in it), rendered as one image: the
+    whole instance with each of its frame numbers, or one single-frame dataset per frame
+    (``frame_source.FrameSource.dataset``), produced one at a time."""
     if media_type not in RENDERED_TYPES:
         raise NotAcceptable(f"cannot render as {media_type}; available: {', '.join(RENDERED_TYPES)}")
-    if len(numbers) > 1 and media_type != "image/gif":
+    if count > 1 and media_type != "image/gif":
         raise NotAcceptable(f"{media_type} holds one frame; several frames are rendered only as image/gif")
-    images = [_image(to_8bit(ds, _frame_array(ds, n), window, index=n - 1), size, viewport) for n in numbers]
-    return _save(images, media_type, quality, frame_duration_ms(ds))
+    images = []
+    for ds, n in frames:
+        require_pixels(ds)
+        images.append(_image(to_8bit(ds, _frame_array(ds, n), window, index=n - 1), size, viewport))
+    return _save(images, media_type, quality, duration)
 
 
 def render(

@@ -36,6 +36,8 @@ PART_OVERHEAD = 200
 PART_FRAMING = 256
 #: Headers of a Part-10 object beyond its pixel data, in an upper bound for a transcoded instance.
 HEADER_ALLOWANCE = 64 * 1024
+#: An encoded frame's own headers (JPEG markers, JPEG 2000 boxes, PNG chunks) beyond its pixels.
+FRAME_ALLOWANCE = 4096
 
 
 class Delivery(Enum):
@@ -195,15 +197,21 @@ def part_overhead(location: str = "") -> int:
     return PART_FRAMING + len(location.encode()) if location else PART_OVERHEAD
 
 
-def frames_size(instance: StoredInstance, count: int, *, native_exact: bool, location: str = "") -> Size:
-    """``count`` frames of one instance: exact for native pixel data, else an upper bound.
+def frames_size(
+    instance: StoredInstance, count: int, *, native_exact: bool, location: str = "", stored_frame: int | None = None
+) -> Size:
+    """``count`` frames of one instance: exact for native pixel data, else an estimate of at most
+    the larger of a decoded frame and a stored one (``stored_frame``, the largest of those asked
+    for, from the frame table; else the whole object) per frame. An estimate is checked against
+    the bytes actually produced before they pass a limit (``web.delivery``).
 
     ``location`` is the instance URL each part's Content-Location starts with."""
     decoded = decoded_frame_bytes(instance)
     overhead = part_overhead(f"{location}/frames/{instance.number_of_frames}" if location else "") * count
     if native_exact:
         return Size(decoded * count + overhead)
-    return Size(max(decoded, instance.size) * count + overhead, exact=False)
+    per_frame = max(decoded, instance.size) if stored_frame is None else max(decoded, stored_frame) + FRAME_ALLOWANCE
+    return Size(per_frame * count + overhead, exact=False)
 
 
 def rendered_size(instance: StoredInstance) -> Size:

@@ -3,11 +3,14 @@ part by part, or a 303 to a presigned URL of the stored object (``retrieve.size_
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import chain
 
 from starlette.responses import Response, StreamingResponse
 
+from ..errors import PayloadTooLarge
 from ..retrieve import size_policy as policy
 from ..retrieve.streams import Body, bytes_body
 from .services import Services
@@ -15,6 +18,7 @@ from .services import Services
 #: Where single-part answers built on request (rendered images, transcoded objects) are put for a
 #: redirect; the bucket's lifecycle rule removes them after a day.
 ANSWERS_PREFIX = "answers/"
+log = logging.getLogger("dicomweb")
 
 
 def buffered(body: Body) -> Response:
@@ -76,19 +80,59 @@ def send(
             body = bytes_body(data, body.content_type)
         # The store has no presigned URLs (in memory): send it as if redirects were off.
         delivery = policy.choose(size, answer, limits)
-        return _send(delivery, body, answer, limits, head)
-    return _send(delivery, make_body(), answer, limits, head)
+        return _send(delivery, body, answer, limits, head, size.exact)
+    return _send(delivery, make_body(), answer, limits, head, size.exact)
 
 
 def _send(
-    delivery: policy.Delivery, body: Body, answer: policy.Answer, limits: policy.Limits, head: bool = False
+    delivery: policy.Delivery,
+    body: Body,
+    answer: policy.Answer,
+    limits: policy.Limits,
+    head: bool = False,
+    exact: bool = True,
 ) -> Response:
-    if delivery is policy.Delivery.INLINE:
+    if delivery is policy.Delivery.INLINE and exact:
         return buffered(body)
     if delivery is policy.Delivery.STREAMED:
-        return streamed(body, head=head)
-    # MEASURE: only an upper bound was known, above every limit; build it and decide on its size.
-    data = body.read()
-    if policy.after_build(len(data), answer, limits) is policy.Delivery.STREAMED:
-        return streamed(bytes_body(data, body.content_type))
-    return Response(data, headers={"Content-Type": body.content_type})
+        return streamed(body if exact else _capped(body, limits.stream), head=head)
+    # An estimate (within the buffered limit, or above every limit): the bytes produced decide.
+    return _measured(body, answer, limits)
+
+
+def _measured(body: Body, answer: policy.Answer, limits: policy.Limits) -> Response:
+    """Produce the body up to the buffered limit: all of it fits, one buffered answer; else, where
+    the deployment streams, the rest is written as it comes, up to the streaming limit (a body cut
+    there lacks its closing delimiter, which every client sees as incomplete); else a 413. Memory
+    holds at most the buffered limit, never the whole answer."""
+    taken: list[bytes] = []
+    total = 0
+    for chunk in body.chunks:
+        taken.append(chunk)
+        total += len(chunk)
+        if total > limits.inline:
+            break
+    else:
+        return Response(b"".join(taken), headers={"Content-Type": body.content_type})
+    if limits.stream <= limits.inline:
+        raise PayloadTooLarge(
+            f"the {answer.what} is more than {limits.inline} bytes, above this server's response limit of "
+            f"{limits.inline} bytes; {answer.smaller}"
+        )
+    rest = Body(chain(taken, body.chunks), body.content_type)
+    return StreamingResponse(_capped(rest, limits.stream).chunks, headers={"Content-Type": body.content_type})
+
+
+def _capped(body: Body, limit: int) -> Body:
+    """The body, stopped before the piece that would take it past ``limit`` bytes."""
+
+    def chunks() -> Iterator[bytes]:
+        sent = 0
+        for chunk in body.chunks:
+            sent += len(chunk)
+            if sent > limit:
+                log.warning("answer cut at the streaming limit", extra={"limit": limit})
+                return
+            yield chunk
+
+    return Body(chunks(), body.content_type, body.length)

@@ -4,30 +4,30 @@ Pixel codecs load only when one of these is called. Rendered and thumbnail resou
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
-from pydicom.uid import UID
+from pydicom import dcmread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import frame_table
-from ..blobs.keys import frames_key, stored_key
+from ..blobs.keys import stored_key
 from ..errors import NotFound
-from ..frame_table import FrameTable
-from ..ports import BlobNotFound
 from ..records import StoredInstance
+from ..retrieve import frame_source as fs
 from ..retrieve import frames as fr
 from ..retrieve import negotiation, wado_uri
 from ..retrieve import size_policy as policy
-from ..retrieve.streams import bytes_body
-from ..store.failures import InvalidInstance
+from ..retrieve.streams import Body, bytes_body
 from . import delivery
 from .http import base_url, path_uid
 from .services import Services
 
 
 def routes(svc: Services) -> list[Route]:
+    workers = svc.settings.retrieve_concurrency
+
     def _instance(study: str, series: str, sop: str) -> StoredInstance:
         found = svc.index.list_instances(study, series, sop)
         if not found:
@@ -37,49 +37,46 @@ def routes(svc: Services) -> list[Route]:
     def _data(inst: StoredInstance) -> bytes:
         return svc.blobs.get(stored_key(inst))
 
-    def _table(inst: StoredInstance) -> FrameTable | None:
-        if inst.frames_state == "aside":
-            sidecar = frames_key(inst.study_uid, inst.series_uid, inst.sop_uid, inst.md5)
-            try:
-                return frame_table.decode(svc.blobs.get(sidecar))
-            except (BlobNotFound, ValueError):
-                return None
-        return inst.frame_table
-
-    def _first_read(inst: StoredInstance) -> tuple[FrameTable | None, bytes]:
-        """An instance stored before frame tables were: read it whole once, and record its table."""
-        from ..store.scan import scan
-
-        data = _data(inst)
-        try:
-            table = scan(data).frame_table
-        except InvalidInstance:
-            return None, data
-        if table is None or len(frame_table.encode(table)) <= svc.settings.max_indexed_frame_table_bytes:
-            # (a table too large for the index waits for `dicomweb repair`, which writes its sidecar)
-            svc.index.add_frame_table(inst.study_uid, inst.series_uid, inst.sop_uid, table)
-        return table, data
-
-    def _frames_body(
+    def _frames_answer(
         inst: StoredInstance, numbers: list[int], fmt: negotiation.FrameFormat, location: str
-    ) -> tuple[bytes, str]:
+    ) -> tuple[policy.Size, Callable[[], Body]]:
+        """The answer's size (exact when frames are sent as stored, from the frame table) and its
+        body, written part by part: frames read by range through the pool where the table is known,
+        else from the object read whole once."""
         stored_ts = inst.transfer_syntax_uid
-        table = _table(inst)
-        key = stored_key(inst)
-        if table is not None and fr.by_range(fmt, stored_ts, table):
-            parts = fr.ranged_frame_parts(
-                table, lambda start, end: svc.blobs.get_range(key, start, end - 1), stored_ts, numbers, fmt, location
-            )
-            return fr.frames_body(parts, fmt)
+        table = fs.stored_table(inst, svc.blobs)
         data: bytes | None = None
         if table is None and inst.frames_state == "":
-            table, data = _first_read(inst)
-        data = data if data is not None else _data(inst)
-        if table is not None and fr.by_range(fmt, stored_ts, table):
-            whole = data
-            parts = fr.ranged_frame_parts(table, lambda start, end: whole[start:end], stored_ts, numbers, fmt, location)
-            return fr.frames_body(parts, fmt)
-        return fr.render_frames_body(data, numbers, fmt, location)
+            table, data = fs.first_read(inst, svc.blobs, svc.index, svc.settings.max_indexed_frame_table_bytes)
+        if table is None or (inst.number_of_frames <= 1 and not fr.by_range(fmt, stored_ts, table)):
+            # no table; or one frame to decode, where the whole object is one read instead of two
+            ds = dcmread(io.BytesIO(data if data is not None else _data(inst)))
+            fr.require_pixels(ds)
+            size = policy.frames_size(inst, len(numbers), native_exact=False, location=location)
+            return size, lambda: fr.streamed_frames(
+                numbers, fmt, location, lambda n: fr.frame_representation(ds, n, fmt), workers=1
+            )
+        whole = data
+        read = fs.ranged_reader(svc.blobs, inst) if whole is None else (lambda start, end: whole[start:end])
+        if fr.by_range(fmt, stored_ts, table):
+            found = table
+            body = fr.streamed_frames(
+                numbers,
+                fmt,
+                location,
+                lambda n: fr.ranged_part(found, read, stored_ts, n, fmt),
+                workers=workers,
+                label=fr.ranged_label(stored_ts, found, fmt),
+                lengths=lambda n: fr.ranged_length(found, n),
+            )
+            assert body.length is not None
+            return policy.Size(body.length), lambda: body
+        source = fs.FrameSource(read, table)
+        largest = max(table.byte_range(n)[1] - table.byte_range(n)[0] for n in numbers)
+        size = policy.frames_size(inst, len(numbers), native_exact=False, location=location, stored_frame=largest)
+        return size, lambda: fr.streamed_frames(
+            numbers, fmt, location, lambda n: fr.frame_representation(source.dataset(n), 1, fmt), workers=workers
+        )
 
     def _send(
         size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]], *, single_part: bool = True
@@ -94,14 +91,8 @@ def routes(svc: Services) -> list[Route]:
         inst = _instance(study, series, sop)
         numbers = fr.parse_frame_list(numbers_text, inst.number_of_frames)
         location = f"{base_url(request, svc.settings)}/studies/{study}/series/{series}/instances/{sop}"
-        native = fmt.kind == "octet" and not UID(inst.transfer_syntax_uid).is_compressed
-        size = policy.frames_size(inst, len(numbers), native_exact=native, location=location)
-        return _send(
-            size,
-            policy.frames_answer(),
-            lambda: _frames_body(inst, numbers, fmt, location),
-            single_part=not fmt.multipart,
-        )
+        size, body = _frames_answer(inst, numbers, fmt, location)
+        return delivery.send(svc, size, policy.frames_answer(), body, single_part=not fmt.multipart)
 
     def wado(request: Request) -> Response:
         req = wado_uri.parse(request.query_params)

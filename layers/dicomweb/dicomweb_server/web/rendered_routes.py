@@ -48,7 +48,10 @@ def routes(svc: Services) -> list[Route]:
             raise NotFound(f"{what} {sop or series or study} is not stored here")
         if sop:
             return found[0], what, params.get("frames")
-        return rd.representative(found, what, series or study), what, None
+        chosen = rd.representative(found, what, series or study)
+        if chosen.number_of_frames > 1:  # a listing has no frame tables: read this one's
+            chosen = svc.index.list_instances(study, chosen.series_uid, chosen.sop_uid)[0]
+        return chosen, what, None
 
     def _image(body: bytes, media: str, warnings: list[str], request: Request) -> Response:
         headers = {"Content-Type": media, "Vary": "Accept", **warning_header(warnings, request)}
