@@ -1,0 +1,390 @@
+"""Frame lists written part by part and rendering from byte ranges (issue 8): a 120-frame,
+63 MB instance of 512 × 512 16-bit frames is generated once for the module. Reads are counted in
+the blob store (calls and bytes); the app is driven through ASGI directly where a test must see
+the body arrive piece by piece (Starlette's TestClient collects it first)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import threading
+import tracemalloc
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+from starlette.testclient import TestClient
+
+from dicomweb_server.blobs.memory import MemoryBlobStore
+from dicomweb_server.index.memory import MemoryIndex
+from dicomweb_server.retrieve import render
+from dicomweb_server.retrieve.frame_source import pixel_start
+from dicomweb_server.settings import Settings
+from dicomweb_server.store.ingest import ingest
+from dicomweb_server.web import create_app
+from tests import frames_data as fd
+from tests.corpus import read_multipart
+
+FRAMES = 120
+FRAME = 512 * 512 * 2
+ALL = ",".join(str(n) for n in range(1, FRAMES + 1))
+MULTI_OCTET = 'multipart/related; type="application/octet-stream"'
+ELE_LABEL = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
+
+
+class CountingBlobs(MemoryBlobStore):
+    """The in-memory store, counting whole reads and ranged reads of stored objects, and bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+        self.bytes = 0
+        self.count_lock = threading.Lock()
+
+    def _count(self, key: str, op: str, n: int) -> None:
+        if key.startswith("studies/"):
+            with self.count_lock:
+                self.calls[op] += 1
+                self.bytes += n
+
+    def get(self, key: str) -> bytes:
+        data = super().get(key)
+        self._count(key, "get", len(data))
+        return data
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        data = MemoryBlobStore.get(self, key)[start : end + 1]
+        self._count(key, "range", len(data))
+        return data
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.bytes = 0
+
+
+@dataclass
+class Stored:
+    data: bytes
+    frames: list[bytes]
+    index: MemoryIndex = field(default_factory=MemoryIndex)
+    blobs: CountingBlobs = field(default_factory=CountingBlobs)
+
+    @property
+    def url(self) -> str:
+        ds = dcmread(io.BytesIO(self.data), stop_before_pixels=True)
+        return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+    def app(self, **settings: Any) -> Any:
+        return create_app(Settings(bucket_name="b", table_name="t", **settings), index=self.index, blobs=self.blobs)
+
+    def client(self, **settings: Any) -> TestClient:
+        return TestClient(self.app(**settings))
+
+
+def _store(data: bytes, frames: list[bytes]) -> Stored:
+    stored = Stored(data, frames)
+    ingest(data, index=stored.index, blobs=stored.blobs)
+    stored.blobs.reset()
+    return stored
+
+
+@pytest.fixture(scope="module")
+def big() -> Stored:
+    data, frames = fd.native(fd.noise(FRAMES, 512, 512))
+    assert len(data) > 40 * 1024**2
+    return _store(data, frames)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counts(request: pytest.FixtureRequest) -> None:
+    if "big" in request.fixturenames:
+        request.getfixturevalue("big").blobs.reset()
+
+
+@dataclass
+class Seen:
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    #: (length of the piece, ranged reads done when it was sent) for each body message.
+    pieces: list[tuple[int, int]] = field(default_factory=list)
+    digest: Any = field(default_factory=hashlib.sha256)
+    kept: list[bytes] | None = None
+
+
+def asgi_get(app: Any, path: str, accept: str, blobs: CountingBlobs, *, keep: bool = False) -> Seen:
+    """GET through the ASGI app, recording each body message as it is sent (not collected)."""
+    seen = Seen(kept=[] if keep else None)
+
+    async def run() -> None:
+        asked = False
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (b"accept", accept.encode())],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+        }
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()  # the client never disconnects
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen.status = message["status"]
+                seen.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+            elif message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                if body or not seen.pieces:
+                    seen.pieces.append((len(body), blobs.calls["range"]))
+                seen.digest.update(body)
+                if seen.kept is not None:
+                    seen.kept.append(body)
+
+        await app(scope, receive, send)
+
+    asyncio.run(run())
+    return seen
+
+
+# -- 1. frame lists stream part by part ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", [MULTI_OCTET, f"{MULTI_OCTET}; transfer-syntax=*"])
+def test_all_120_frames_stream_in_order_byte_exact_one_range_read_each(big, accept):
+    client = big.client(max_response_bytes=1024**2, stream_response_bytes=100 * 1024**2, retrieve_concurrency=4)
+    response = client.get(f"{big.url}/frames/{ALL}", headers={"Accept": accept})
+    assert response.status_code == 200, response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+    parts = read_multipart(response.content, response.headers["content-type"])
+    assert [body for _, body in parts] == big.frames
+    assert {h["content-type"] for h, _ in parts} == {ELE_LABEL}
+    assert [h["content-location"].rsplit("/", 1)[1] for h, _ in parts] == [str(n) for n in range(1, FRAMES + 1)]
+    assert f"transfer-syntax={ExplicitVRLittleEndian}" in response.headers["content-type"]
+    assert big.blobs.calls == {"range": FRAMES} and big.blobs.bytes == FRAMES * FRAME
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_reading_the_first_part_reads_only_that_part(big, workers):
+    app = big.app(max_response_bytes=1024**2, stream_response_bytes=100 * 1024**2, retrieve_concurrency=workers)
+    seen = asgi_get(app, f"{big.url}/frames/{ALL}", MULTI_OCTET, big.blobs)
+    assert seen.status == 200
+    # the first piece is the first part's headers; the second its 524,288 pixel bytes
+    (header_len, reads_at_header), (payload_len, reads_at_payload) = seen.pieces[:2]
+    assert payload_len == FRAME
+    assert reads_at_header <= workers + 1  # the pool reads at most ``workers`` ahead (+1 as it refills)
+    assert reads_at_payload <= workers + 1
+    assert len(seen.pieces) >= 3 * FRAMES  # header, payload, CRLF for each part: written as they come
+    assert seen.pieces[-1][1] == FRAMES  # and every frame read once by the end
+    assert big.blobs.calls["get"] == 0
+
+
+def test_a_120_frame_list_is_streamed_in_about_one_frame_per_worker(big):
+    app = big.app(max_response_bytes=1024**2, stream_response_bytes=100 * 1024**2, retrieve_concurrency=4)
+    tracemalloc.start()
+    try:
+        seen = asgi_get(app, f"{big.url}/frames/{ALL}", MULTI_OCTET, big.blobs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen.status == 200 and sum(n for n, _ in seen.pieces) > FRAMES * FRAME
+    assert peak < 10 * FRAME, f"streaming {FRAMES} frames of {FRAME} bytes peaked at {peak >> 20} MB"
+
+
+def test_frame_lists_go_through_the_size_policy(big):
+    url = f"{big.url}/frames/{ALL}"
+    two = f"{big.url}/frames/1,2"
+    # within the buffered limit: one body
+    buffered = asgi_get(big.app(max_response_bytes=4 * FRAME), two, MULTI_OCTET, big.blobs, keep=True)
+    assert buffered.status == 200 and len([n for n, _ in buffered.pieces if n]) == 1
+    assert buffered.kept is not None
+    parts = read_multipart(b"".join(buffered.kept), buffered.headers["content-type"])
+    assert [b for _, b in parts] == big.frames[:2]
+    # above it, within the streaming limit: streamed
+    big.blobs.reset()
+    streamed = asgi_get(big.app(max_response_bytes=4 * FRAME, stream_response_bytes=200 * FRAME), url, MULTI_OCTET, big.blobs)
+    assert streamed.status == 200 and len(streamed.pieces) > FRAMES
+    # above the streaming limit, and without streaming: a 413 before any frame is read
+    for limits in ({"stream_response_bytes": 100 * FRAME}, {}):
+        big.blobs.reset()
+        r = big.client(max_response_bytes=4 * FRAME, **limits).get(url, headers={"Accept": MULTI_OCTET})
+        assert r.status_code == 413
+        assert "frames answer is" in r.text and "ask for fewer frames per request" in r.text
+        assert big.blobs.calls == {}
+
+
+@pytest.mark.parametrize(
+    ("frames", "status", "words"),
+    [("0", 400, "is not a frame number"), ("121", 404, "has 120 frames"), ("1,,2", 400, "not a frame number"), ("x", 400, "")],
+)
+def test_bad_frame_lists_are_4xx_before_any_read(big, frames, status, words):
+    r = big.client().get(f"{big.url}/frames/{frames}", headers={"Accept": MULTI_OCTET})
+    assert r.status_code == status and words in r.text
+    assert big.blobs.calls == {}
+
+
+def test_decoded_frames_come_one_by_one_from_the_header_and_their_ranges():
+    arr = fd.noise(24, 128, 128)
+    data = fd.rle(arr)
+    stored = _store(data, [])
+    ds = dcmread(io.BytesIO(data))
+    client = stored.client(retrieve_concurrency=2)
+    r = client.get(f"{stored.url}/frames/3,7,24", headers={"Accept": MULTI_OCTET})  # default: Explicit VR LE
+    assert r.status_code == 200, r.text
+    parts = read_multipart(r.content, r.headers["content-type"])
+    assert [b for _, b in parts] == [arr[n - 1].astype("<u2").tobytes() for n in (3, 7, 24)]
+    assert {h["content-type"] for h, _ in parts} == {ELE_LABEL}
+    (inst,) = stored.index.list_instances(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    table = inst.frame_table
+    assert table is not None
+    ranges = sum(table.byte_range(n)[1] - table.byte_range(n)[0] for n in (3, 7, 24))
+    assert stored.blobs.calls == {"range": 4}  # the header once, then each frame
+    assert stored.blobs.bytes == pixel_start(table) + ranges
+    assert str(ds.file_meta.TransferSyntaxUID) == RLELossless
+
+
+def test_frames_re_encoded_per_part_match_the_whole_object():
+    jpegs = fd.jpeg_frames(12, 64, 64)
+    data = fd.encapsulated(jpegs)
+    stored = _store(data, [])
+    whole = dcmread(io.BytesIO(data))
+    client = stored.client()
+    png = client.get(f"{stored.url}/frames/5", headers={"Accept": "image/png"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))), whole.pixel_array[4])
+    jls = client.get(f"{stored.url}/frames/2,11", headers={"Accept": 'multipart/related; type="image/jls"'})
+    assert jls.status_code == 200, jls.text
+    import jpeg_ls
+
+    parts = read_multipart(jls.content, jls.headers["content-type"])
+    assert {h["content-type"] for h, _ in parts} == {f"image/jls; transfer-syntax={JPEGLSLossless}"}
+    for (_, body), n in zip(parts, (2, 11), strict=True):
+        assert np.array_equal(jpeg_ls.decode(np.frombuffer(body, dtype=np.uint8)), whole.pixel_array[n - 1])
+    jpeg = client.get(f"{stored.url}/frames/12", headers={"Accept": "image/jpeg"})
+    assert jpeg.content == jpegs[11] and jpeg.headers["content-type"] == f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}"
+    assert stored.blobs.calls["get"] == 0
+
+
+# -- 2. rendering reads the header and the frames shown -----------------------------------------
+
+
+def _enhanced(frames: int) -> tuple[bytes, list[tuple[float, float]]]:
+    """An 80-frame 512 × 512 16-bit multi-frame (42 MB) with a shared rescale and each frame's
+    own window in its Per-frame Functional Groups."""
+    arr = fd.noise(frames, 512, 512, seed=5)
+    ds = fd.dataset(512, 512, frames, sop_class="1.2.840.10008.5.1.4.1.1.2.1")  # Enhanced CT
+    ds.BitsStored, ds.HighBit = 12, 11
+    shared = Dataset()
+    rescale = Dataset()
+    rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = 1, -1024, "HU"
+    shared.PixelValueTransformationSequence = Sequence([rescale])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    windows = [(float(-600 + 20 * n), float(400 + 10 * n)) for n in range(frames)]
+    items = []
+    for center, width in windows:
+        item = Dataset()
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, width
+        item.FrameVOILUTSequence = Sequence([voi])
+        items.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(items)
+    ds.PixelData = arr.astype("<u2").tobytes()
+    return fd.part10(ds), windows
+
+
+@pytest.fixture(scope="module")
+def enhanced() -> tuple[Stored, Dataset]:
+    data, _ = _enhanced(80)
+    assert len(data) > 40 * 1024**2
+    return _store(data, []), dcmread(io.BytesIO(data))
+
+
+def _header_and_frame(stored: Stored) -> int:
+    ds = dcmread(io.BytesIO(stored.data), stop_before_pixels=True)
+    (inst,) = stored.index.list_instances(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID))
+    assert inst.frame_table is not None
+    return pixel_start(inst.frame_table) + FRAME
+
+
+@pytest.mark.parametrize(
+    ("suffix", "expect"),
+    [
+        ("/frames/57/rendered", lambda whole: render.render(whole, 57, "image/png")),
+        ("/rendered", lambda whole: render.render(whole, 1, "image/png")),
+    ],
+)
+def test_rendering_a_frame_reads_the_header_and_that_frame_only(enhanced, suffix, expect):
+    stored, whole = enhanced
+    stored.blobs.reset()
+    r = stored.client().get(stored.url + suffix, headers={"Accept": "image/png"})
+    assert r.status_code == 200, r.text
+    assert stored.blobs.calls == {"range": 2}
+    assert stored.blobs.bytes <= _header_and_frame(stored) + 64 * 1024
+    got = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert np.array_equal(got, np.asarray(Image.open(io.BytesIO(expect(whole)))))
+
+
+def test_a_frame_renders_with_its_own_functional_groups(enhanced):
+    """Frame 57's own window (its Per-frame Functional Groups item), not frame 1's."""
+    stored, whole = enhanced
+    r = stored.client().get(stored.url + "/frames/57/rendered", headers={"Accept": "image/png"})
+    got = np.asarray(Image.open(io.BytesIO(r.content))).astype(np.float64)
+    center, width = -600 + 20 * 56, 400 + 10 * 56
+    hu = whole.pixel_array[56].astype(np.float64) - 1024
+    linear = np.clip(((hu - (center - 0.5)) / (width - 1) + 0.5) * 255, 0, 255)
+    assert np.abs(got - linear).max() <= 1
+
+
+def test_thumbnails_and_animations_of_a_large_multiframe_read_only_their_frames(enhanced):
+    stored, whole = enhanced
+    client = stored.client()
+    stored.blobs.reset()
+    thumb = client.get(stored.url + "/thumbnail", headers={"Accept": "image/jpeg"})
+    assert thumb.status_code == 200
+    assert stored.blobs.calls == {"range": 2} and stored.blobs.bytes <= _header_and_frame(stored) + 64 * 1024
+    assert thumb.content == render.render(whole, 41, "image/jpeg", quality=80, size=(128, 128))
+    stored.blobs.reset()
+    gif = client.get(stored.url + "/frames/3,4,5/rendered", headers={"Accept": "image/gif"})
+    assert gif.status_code == 200
+    assert stored.blobs.calls == {"range": 4}
+    assert gif.content == render.render_frames(whole, [3, 4, 5], "image/gif")
+    stored.blobs.reset()
+    study = stored.url.split("/series/")[0]
+    shown = client.get(study + "/rendered", headers={"Accept": "image/png"})
+    assert shown.status_code == 200 and stored.blobs.calls == {"range": 2}
+
+
+def test_without_a_frame_table_rendering_reads_the_whole_object():
+    """A deflated instance has no frame table (its frames cannot be located without inflating)."""
+    data, _ = _enhanced(3)
+    ds = dcmread(io.BytesIO(data))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    deflated = fd.part10(ds)
+    small = _store(deflated, [])
+    meta = dcmread(io.BytesIO(deflated), stop_before_pixels=True)
+    (inst,) = small.index.list_instances(str(meta.StudyInstanceUID), str(meta.SeriesInstanceUID), str(meta.SOPInstanceUID))
+    assert inst.frame_table is None
+    r = small.client().get(small.url + "/frames/2/rendered", headers={"Accept": "image/png"})
+    assert r.status_code == 200
+    assert small.blobs.calls == {"get": 1}
+    expected = render.render(dcmread(io.BytesIO(data)), 2, "image/png")
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), np.asarray(Image.open(io.BytesIO(expected))))
