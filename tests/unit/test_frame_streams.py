@@ -388,3 +388,85 @@ def test_without_a_frame_table_rendering_reads_the_whole_object():
     assert small.blobs.calls == {"get": 1}
     expected = render.render(dcmread(io.BytesIO(data)), 2, "image/png")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.content))), np.asarray(Image.open(io.BytesIO(expected))))
+
+
+# -- 3. transcoded answers: decided from their planned size, produced per instance ---------------
+
+MULTI_DICOM = 'multipart/related; type="application/dicom"'
+RLE_INSTANCES = 8
+#: Decoded pixel bytes of one RLE instance below (2 frames of 256 × 256, 16 bits).
+DECODED = 2 * 256 * 256 * 2
+
+
+@pytest.fixture(scope="module")
+def rle_series() -> tuple[Stored, list[Any]]:
+    """A series of 8 RLE Lossless instances (the stored, compressed syntax), and their pixels."""
+    first: Stored | None = None
+    arrays = []
+    study = series = ""
+    for n in range(RLE_INSTANCES):
+        arr = fd.noise(2, 256, 256, seed=10 + n)
+        ds = dcmread(io.BytesIO(fd.rle(arr)))
+        if n == 0:
+            study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.InstanceNumber = n + 1
+        data = fd.part10(ds)
+        if first is None:
+            first = Stored(data, [])
+        ingest(data, index=first.index, blobs=first.blobs)
+        arrays.append(arr)
+    assert first is not None
+    first.blobs.reset()
+    return first, arrays
+
+
+def _series_url(stored: Stored) -> str:
+    return stored.url.rsplit("/instances/", 1)[0]
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("decoded although the answer was refused")
+
+    monkeypatch.setattr(Dataset, "decompress", refuse)
+
+
+@pytest.mark.parametrize("limits", [{"stream_response_bytes": 6 * DECODED}, {}])
+def test_a_transcoded_series_certain_not_to_fit_is_refused_before_anything_is_read(rle_series, no_decoding, limits):
+    stored, _ = rle_series
+    stored.blobs.reset()
+    r = stored.client(max_response_bytes=DECODED, **limits).get(_series_url(stored), headers={"Accept": MULTI_DICOM})
+    assert r.status_code == 413
+    assert f"at least {RLE_INSTANCES * DECODED} bytes" in r.text and "retrieve its instances one by one" in r.text
+    assert stored.blobs.calls == {}
+
+
+def test_a_transcoded_series_streams_instance_by_instance(rle_series):
+    stored, arrays = rle_series
+    stored.blobs.reset()
+    app = stored.app(max_response_bytes=DECODED, stream_response_bytes=20 * DECODED, retrieve_concurrency=2)
+    seen = asgi_get(app, _series_url(stored), MULTI_DICOM, stored.blobs, keep=True)
+    assert seen.status == 200
+    assert seen.kept is not None and len([p for p in seen.kept if p]) > RLE_INSTANCES  # written part by part
+    parts = read_multipart(b"".join(seen.kept), seen.headers["content-type"])
+    assert {h["content-type"] for h, _ in parts} == {f"application/dicom; transfer-syntax={ExplicitVRLittleEndian}"}
+    got = sorted((dcmread(io.BytesIO(body)) for _, body in parts), key=lambda ds: int(ds.InstanceNumber))
+    for ds, arr in zip(got, arrays, strict=True):
+        assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+        assert np.array_equal(ds.pixel_array, arr)
+    assert stored.blobs.calls == {"get": RLE_INSTANCES}
+
+
+def test_a_transcoded_answer_that_turns_out_too_large_stops_being_produced_at_the_limit(rle_series):
+    """JPEG-LS output has no known least size: the answer is measured as it is produced, and
+    refused once it passes the buffered limit (without streaming), after a few instances only."""
+    stored, _ = rle_series
+    stored.blobs.reset()
+    accept = f"{MULTI_DICOM}; transfer-syntax={JPEGLSLossless}"
+    r = stored.client(max_response_bytes=DECODED, retrieve_concurrency=2).get(
+        _series_url(stored), headers={"Accept": accept}
+    )
+    assert r.status_code == 413 and f"is more than {DECODED} bytes" in r.text
+    assert stored.blobs.calls["get"] <= 5 < RLE_INSTANCES

@@ -23,6 +23,7 @@ from tests.corpus import Instance, make_instance, make_study, stow_body
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_LS = "1.2.840.10008.1.2.4.80"
 BASE = "https://pacs.example/dicomweb"
 ANSWER = Answer("study", "retrieve its series one by one")
 
@@ -122,8 +123,20 @@ def test_instances_size_is_exact_as_stored_and_an_upper_bound_when_transcoding()
     # asking for a stored syntax changes nothing
     assert policy.instances_size([a], EXPLICIT) == Size(1000 + policy.PART_OVERHEAD, exact=True)
     # only the instance that changes syntax adds its decoded frames and a header allowance
+    # and, at the least, its decoded pixels (the unchanged one its stored size)
     bound = policy.instances_size([a, b], EXPLICIT)
-    assert bound == Size(exact + 200 * 3 + policy.HEADER_ALLOWANCE, exact=False)
+    assert bound == Size(exact + 200 * 3 + policy.HEADER_ALLOWANCE, exact=False, least=1000 + 200 * 3)
+    # an encoded target has no known least size
+    assert policy.instances_size([b], [JPEG_LS]).least == 0
+
+
+def test_a_bound_whose_least_size_does_not_fit_is_refused_before_it_is_built() -> None:
+    answer = policy.Answer("study", "ask for less")
+    with pytest.raises(PayloadTooLarge, match="the study is at least 900 bytes, above this server's streaming limit"):
+        policy.choose(Size(5000, exact=False, least=900), answer, policy.Limits(100, 800))
+    assert policy.choose(Size(5000, exact=False, least=700), answer, policy.Limits(100, 800)) is Delivery.MEASURE
+    with pytest.raises(PayloadTooLarge, match="at least 900 bytes, above this server's response limit of 800"):
+        policy.decide(Size(5000, exact=False, least=900), answer, 800)
 
 
 def test_jpeg_frames_size_bounds_each_frame_by_its_8_bit_size_or_stored_share() -> None:

@@ -76,6 +76,9 @@ class Size:
 
     bytes: int
     exact: bool = True
+    #: For an upper bound: what the answer takes at the least (0: not known), so that an answer
+    #: certain not to fit is refused before anything is read or decoded.
+    least: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,13 @@ def decide(size: Size, answer: Answer, limit: int) -> Delivery:
     """INLINE when ``size`` fits ``limit``; MEASURE for an upper bound that does not; else a 413."""
     if size.bytes <= limit:
         return Delivery.INLINE
-    if not size.exact:
+    if not size.exact and size.least <= limit:
         return Delivery.MEASURE
+    if not size.exact:
+        raise PayloadTooLarge(
+            f"the {answer.what} is at least {size.least} bytes, above this server's response limit of {limit} bytes; "
+            f"{answer.smaller}"
+        )
     raise PayloadTooLarge(
         f"the {answer.what} is {size.bytes} bytes, above this server's response limit of {limit} bytes; "
         f"{answer.smaller}"
@@ -125,8 +133,10 @@ def choose(size: Size, answer: Answer, limits: Limits, *, redirectable: bool = F
         return Delivery.REDIRECT
     if size.bytes <= limits.stream:
         return Delivery.STREAMED
-    if not size.exact:
+    if not size.exact and size.least <= limits.largest:
         return Delivery.MEASURE
+    if not size.exact:
+        raise PayloadTooLarge(_too_large(size.least, answer, limits, at_least=True))
     raise PayloadTooLarge(_too_large(size.bytes, answer, limits))
 
 
@@ -139,11 +149,12 @@ def after_build(length: int, answer: Answer, limits: Limits) -> Delivery:
     raise PayloadTooLarge(_too_large(length, answer, limits))
 
 
-def _too_large(length: int, answer: Answer, limits: Limits) -> str:
+def _too_large(length: int, answer: Answer, limits: Limits, *, at_least: bool = False) -> str:
     limit = f"response limit of {limits.inline} bytes"
     if limits.stream > limits.inline:
         limit = f"streaming limit of {limits.stream} bytes"
-    return f"the {answer.what} is {length} bytes, above this server's {limit}; {answer.smaller}"
+    size = f"at least {length}" if at_least else str(length)
+    return f"the {answer.what} is {size} bytes, above this server's {limit}; {answer.smaller}"
 
 
 # -- sizes known before reading ---------------------------------------------------------------
@@ -176,11 +187,26 @@ def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | N
         if transfer_syntax is None or isinstance(transfer_syntax, str)
         else list(transfer_syntax)
     )
-    changed = [i for i, ts in zip(instances, targets, strict=True) if ts and ts != i.transfer_syntax_uid]
-    if not changed:
+    pairs = [(i, ts) for i, ts in zip(instances, targets, strict=True) if ts and ts != i.transfer_syntax_uid]
+    if not pairs:
         return Size(exact)
+    changed = [i for i, _ in pairs]
     bound = exact + sum(decoded_frame_bytes(i) * i.number_of_frames + HEADER_ALLOWANCE for i in changed)
-    return Size(bound, exact=False)
+    unchanged = sum(i.size for i in instances) - sum(i.size for i in changed)
+    least = unchanged + sum(_least_pixels(i) for i, ts in pairs if ts in NATIVE_SYNTAXES)
+    return Size(bound, exact=False, least=least)
+
+
+#: Transfer syntaxes whose Pixel Data is the decoded pixels, uncompressed.
+NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+def _least_pixels(instance: StoredInstance) -> int:
+    """The fewest pixel bytes an instance takes natively: every frame decoded (a 4:2:2 layout keeps
+    two thirds of the samples)."""
+    decoded = decoded_frame_bytes(instance) * instance.number_of_frames
+    photometric = str(dj.first(instance.attrs, "00280004", "") or "").upper()
+    return decoded * 2 // 3 if photometric.endswith("_422") else decoded
 
 
 def jpeg_frames_size(instances: Sequence[StoredInstance]) -> Size:
