@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import threading
 import tracemalloc
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,80 +18,28 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
-from starlette.testclient import TestClient
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
-from dicomweb_server.blobs.memory import MemoryBlobStore
-from dicomweb_server.index.memory import MemoryIndex
 from dicomweb_server.retrieve import render
 from dicomweb_server.retrieve.frame_source import pixel_start
-from dicomweb_server.settings import Settings
 from dicomweb_server.store.ingest import ingest
-from dicomweb_server.web import create_app
 from tests import frames_data as fd
 from tests.corpus import read_multipart
+
+from .pixel_ports import CountingBlobs, Stored
+from .pixel_ports import store_instance as _store
 
 FRAMES = 120
 FRAME = 512 * 512 * 2
 ALL = ",".join(str(n) for n in range(1, FRAMES + 1))
 MULTI_OCTET = 'multipart/related; type="application/octet-stream"'
 ELE_LABEL = f"application/octet-stream; transfer-syntax={ExplicitVRLittleEndian}"
-
-
-class CountingBlobs(MemoryBlobStore):
-    """The in-memory store, counting whole reads and ranged reads of stored objects, and bytes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: Counter[str] = Counter()
-        self.bytes = 0
-        self.count_lock = threading.Lock()
-
-    def _count(self, key: str, op: str, n: int) -> None:
-        if key.startswith("studies/"):
-            with self.count_lock:
-                self.calls[op] += 1
-                self.bytes += n
-
-    def get(self, key: str) -> bytes:
-        data = super().get(key)
-        self._count(key, "get", len(data))
-        return data
-
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        data = MemoryBlobStore.get(self, key)[start : end + 1]
-        self._count(key, "range", len(data))
-        return data
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.bytes = 0
-
-
-@dataclass
-class Stored:
-    data: bytes
-    frames: list[bytes]
-    index: MemoryIndex = field(default_factory=MemoryIndex)
-    blobs: CountingBlobs = field(default_factory=CountingBlobs)
-
-    @property
-    def url(self) -> str:
-        ds = dcmread(io.BytesIO(self.data), stop_before_pixels=True)
-        return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
-
-    def app(self, **settings: Any) -> Any:
-        return create_app(Settings(bucket_name="b", table_name="t", **settings), index=self.index, blobs=self.blobs)
-
-    def client(self, **settings: Any) -> TestClient:
-        return TestClient(self.app(**settings))
-
-
-def _store(data: bytes, frames: list[bytes]) -> Stored:
-    stored = Stored(data, frames)
-    ingest(data, index=stored.index, blobs=stored.blobs)
-    stored.blobs.reset()
-    return stored
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +167,9 @@ def test_frame_lists_go_through_the_size_policy(big):
     assert [b for _, b in parts] == big.frames[:2]
     # above it, within the streaming limit: streamed
     big.blobs.reset()
-    streamed = asgi_get(big.app(max_response_bytes=4 * FRAME, stream_response_bytes=200 * FRAME), url, MULTI_OCTET, big.blobs)
+    streamed = asgi_get(
+        big.app(max_response_bytes=4 * FRAME, stream_response_bytes=200 * FRAME), url, MULTI_OCTET, big.blobs
+    )
     assert streamed.status == 200 and len(streamed.pieces) > FRAMES
     # above the streaming limit, and without streaming: a 413 before any frame is read
     for limits in ({"stream_response_bytes": 100 * FRAME}, {}):
@@ -234,7 +182,12 @@ def test_frame_lists_go_through_the_size_policy(big):
 
 @pytest.mark.parametrize(
     ("frames", "status", "words"),
-    [("0", 400, "is not a frame number"), ("121", 404, "has 120 frames"), ("1,,2", 400, "not a frame number"), ("x", 400, "")],
+    [
+        ("0", 400, "is not a frame number"),
+        ("121", 404, "has 120 frames"),
+        ("1,,2", 400, "not a frame number"),
+        ("x", 400, ""),
+    ],
 )
 def test_bad_frame_lists_are_4xx_before_any_read(big, frames, status, words):
     r = big.client().get(f"{big.url}/frames/{frames}", headers={"Accept": MULTI_OCTET})
@@ -280,7 +233,9 @@ def test_frames_re_encoded_per_part_match_the_whole_object():
     for (_, body), n in zip(parts, (2, 11), strict=True):
         assert np.array_equal(jpeg_ls.decode(np.frombuffer(body, dtype=np.uint8)), whole.pixel_array[n - 1])
     jpeg = client.get(f"{stored.url}/frames/12", headers={"Accept": "image/jpeg"})
-    assert jpeg.content == jpegs[11] and jpeg.headers["content-type"] == f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}"
+    assert (
+        jpeg.content == jpegs[11] and jpeg.headers["content-type"] == f"image/jpeg; transfer-syntax={JPEGBaseline8Bit}"
+    )
     assert stored.blobs.calls["get"] == 0
 
 
@@ -381,7 +336,9 @@ def test_without_a_frame_table_rendering_reads_the_whole_object():
     deflated = fd.part10(ds)
     small = _store(deflated, [])
     meta = dcmread(io.BytesIO(deflated), stop_before_pixels=True)
-    (inst,) = small.index.list_instances(str(meta.StudyInstanceUID), str(meta.SeriesInstanceUID), str(meta.SOPInstanceUID))
+    (inst,) = small.index.list_instances(
+        str(meta.StudyInstanceUID), str(meta.SeriesInstanceUID), str(meta.SOPInstanceUID)
+    )
     assert inst.frame_table is None
     r = small.client().get(small.url + "/frames/2/rendered", headers={"Accept": "image/png"})
     assert r.status_code == 200

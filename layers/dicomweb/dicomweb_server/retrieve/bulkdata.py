@@ -1,6 +1,7 @@
 """WADO-RS bulk data (PS3.18 §8.7.3.3.2 and §10.4): the value of one bulk data element, as a
 metadata answer's ``BulkDataURI`` names it (``{instance}/bulkdata/{tag path}``), whole or a byte
-range of it (RFC 9110 §14).
+range of it (RFC 9110 §14). The Pixel Data value can also be asked for in another representation
+(``pixel_format``): decoded to native bytes, or as compressed frames.
 
 Where ingest recorded the value's offset in the object (``InstanceRecord.bulk``), only those bytes
 are read (one ranged GetObject); otherwise (a deflated file, an instance indexed before offsets
@@ -10,15 +11,28 @@ were recorded) the object is read and parsed.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydicom import dcmread
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..blobs.keys import stored_key
-from ..errors import NotFound, RangeNotSatisfiable
-from ..formats import dicom_json
+from ..errors import NotAcceptable, NotFound, RangeNotSatisfiable
+from ..formats import dicom_json, multipart
+from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, MediaType
 from ..ports import BlobStore
 from ..records import StoredInstance
 from ..store.ingest import parse_part10
+from .frames import SYNTAXES_OF
+from .negotiation import FRAME_DEFAULT_SYNTAX, FrameFormat, negotiate_frames
+from .size_policy import FRAME_ALLOWANCE, PART_FRAMING, Size, decoded_frame_bytes, least_pixels
+
+if TYPE_CHECKING:
+    from .streams import Body
 
 
 @dataclass(frozen=True)
@@ -116,3 +130,126 @@ def read(inst: StoredInstance, where: Located, blobs: BlobStore, wanted: ByteRan
         return b""
     start, end = (wanted.start, wanted.end) if wanted else (0, where.length - 1)
     return blobs.get_range(stored_key(inst), where.offset + start, where.offset + end)
+
+
+# -- the Pixel Data value in a negotiated representation (PS3.18 §8.7.3.5, Tables 8.7.3-3 to -5) -----
+
+#: The tag path of Pixel Data at the top level of an instance.
+PIXEL_DATA = "7FE00010"
+#: Stored syntaxes whose Pixel Data value is already native little-endian bytes.
+_NATIVE_LITTLE_ENDIAN = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
+
+
+def pixel_format(accept: str | None, inst: StoredInstance) -> FrameFormat | None:
+    """The representation of ``inst``'s Pixel Data that Accept asks for, or None for the value's
+    stored bytes (``transfer-syntax=*``, the stored syntax named, or the default
+    ``application/octet-stream`` of native little-endian pixel data), to which Range applies.
+
+    Otherwise: ``application/octet-stream`` in Explicit VR Little Endian (the default, PS3.18 Table
+    8.7.3-5): compressed pixel data decoded, big-endian swapped; or a compressed media type
+    (image/jpeg, image/jls, image/jp2) with a transfer syntax, one part per frame: the stored
+    frames when stored in that syntax, else JPEG-LS or JPEG 2000 lossless made from them. A 406
+    names what the value is available as when none of Accept can be produced."""
+    from .transcode import Pixels, producible
+
+    stored = inst.transfer_syntax_uid
+    several = inst.number_of_frames > 1
+    try:
+        fmt = negotiate_frames(accept, single_frame=True)
+    except NotAcceptable:
+        raise _not_available(accept, inst) from None
+    if fmt.kind == "octet":
+        if fmt.transfer_syntax in (None, stored):
+            return None
+        if fmt.transfer_syntax == ExplicitVRLittleEndian:
+            return None if stored in _NATIVE_LITTLE_ENDIAN else fmt
+        raise _not_available(accept, inst)
+    if fmt.kind == "png" or (several and not fmt.multipart):
+        raise _not_available(accept, inst)
+    target = fmt.transfer_syntax or (stored if stored in SYNTAXES_OF[fmt.kind] else FRAME_DEFAULT_SYNTAX[fmt.kind])
+    if target == stored:
+        return FrameFormat(fmt.kind, stored, fmt.multipart)
+    lossless = fmt.kind in ("jls", "jp2") and target == FRAME_DEFAULT_SYNTAX[fmt.kind]
+    if lossless and target in producible(stored, Pixels.from_attrs(inst.attrs)):
+        return FrameFormat(fmt.kind, target, fmt.multipart)
+    raise _not_available(accept, inst)
+
+
+def _not_available(accept: str | None, inst: StoredInstance) -> NotAcceptable:
+    from .transcode import Pixels, producible, syntax_name
+
+    stored = inst.transfer_syntax_uid
+    offers = [f"application/octet-stream (transfer-syntax={ExplicitVRLittleEndian}, or * for as stored)"]
+    possible = producible(stored, Pixels.from_attrs(inst.attrs))
+    for kind, media in (("jpeg", "image/jpeg"), ("jls", "image/jls"), ("jp2", "image/jp2")):
+        syntaxes: list[str] = [ts for ts in SYNTAXES_OF[kind] if ts == stored]
+        if not syntaxes and FRAME_DEFAULT_SYNTAX[kind] in possible and kind != "jpeg":
+            syntaxes = [FRAME_DEFAULT_SYNTAX[kind]]
+        if syntaxes:
+            offers.append(f"{media} (transfer-syntax={syntaxes[0]})")
+    many = " as multipart/related, one part per frame," if inst.number_of_frames > 1 else ""
+    return NotAcceptable(
+        f"cannot satisfy Accept: {accept}; the pixel data of instance {inst.sop_uid} (stored as "
+        f"{syntax_name(stored)}) is available{many} as {', '.join(offers)}"
+    )
+
+
+def pixel_size(inst: StoredInstance, fmt: FrameFormat) -> Size:
+    """What a converted Pixel Data answer takes at most: every frame decoded (a bound for encoded
+    frames, checked as they are produced); decoded, at the least its decoded pixels."""
+    frames = max(inst.number_of_frames, 1)
+    per_frame = decoded_frame_bytes(inst) + (FRAME_ALLOWANCE + PART_FRAMING if fmt.kind != "octet" else 0)
+    least = least_pixels(inst) if fmt.kind == "octet" else 0
+    return Size(per_frame * frames + PART_FRAMING, exact=False, least=least)
+
+
+def pixel_body(
+    inst: StoredInstance,
+    blobs: BlobStore,
+    fmt: FrameFormat,
+    location: str,
+    *,
+    workers: int,
+    boundary: str | None = None,
+) -> Body:
+    """The Pixel Data value in ``fmt`` (``pixel_format``), produced frame by frame: from single-frame
+    datasets of the object's header and each frame's range where the frame table is known, else
+    from the object read whole. ``application/octet-stream`` is one value (one part, or the body);
+    image types are one part per frame."""
+    from .frame_source import of_instance
+    from .frames import frame_representation, streamed_frames
+    from .streams import Body, closing, ordered, part_header
+
+    numbers = list(range(1, max(inst.number_of_frames, 1) + 1))
+    source = of_instance(inst, blobs) if len(numbers) > 1 else None
+    if source is None:
+        ds = dcmread(io.BytesIO(blobs.get(stored_key(inst))))
+        if "PixelData" not in ds:
+            raise NotFound(f"instance {inst.sop_uid} has no pixel data")
+
+        def produce(n: int) -> tuple[bytes, MediaType]:
+            return frame_representation(ds, n, fmt)
+
+        workers = 1
+    else:
+        found = source
+
+        def produce(n: int) -> tuple[bytes, MediaType]:
+            return frame_representation(found.dataset(n), 1, fmt)
+
+    if fmt.kind != "octet":
+        return streamed_frames(numbers, fmt, f"{location}/frames", produce, workers=workers, boundary=boundary)
+    label = MediaType(OCTET_STREAM, {"transfer-syntax": ExplicitVRLittleEndian})
+    frames = (payload for payload, _ in ordered(numbers, produce, workers))
+    if not fmt.multipart:
+        return Body(frames, str(label))
+    boundary = boundary or multipart.new_boundary()
+
+    def chunks() -> Iterator[bytes]:
+        yield part_header(boundary, {"Content-Type": str(label)})
+        yield from frames
+        yield b"\r\n"
+        yield closing(boundary)
+
+    params = {"type": OCTET_STREAM, "transfer-syntax": ExplicitVRLittleEndian, "boundary": boundary}
+    return Body(chunks(), str(MediaType(MULTIPART_RELATED, params)))

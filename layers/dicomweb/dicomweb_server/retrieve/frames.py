@@ -134,7 +134,9 @@ def _swapped(raw: bytes, unit: int) -> bytes:
     return bytes(out) + raw[whole:]
 
 
-def ranged_part(table: FrameTable, read: RangeReader, stored_ts: str, number: int, fmt: FrameFormat) -> tuple[bytes, MediaType]:
+def ranged_part(
+    table: FrameTable, read: RangeReader, stored_ts: str, number: int, fmt: FrameFormat
+) -> tuple[bytes, MediaType]:
     """Frame ``number`` as (payload, Content-Type), read by range (``by_range`` says when)."""
     label = ranged_label(stored_ts, table, fmt)
     return read_frame(table, read, number, little_endian=label.param("transfer-syntax") != _BIG_ENDIAN), label
@@ -372,7 +374,7 @@ def frame_representation(ds: Dataset, number: int, fmt: FrameFormat) -> tuple[by
     if wanted is None or wanted == stored:
         if fmt.kind == "jpeg" and stored == JPEGBaseline8Bit:
             return frame_as_jpeg(ds, number), _labelled(media, JPEGBaseline8Bit)
-        if stored in _SYNTAXES_OF[fmt.kind]:
+        if stored in SYNTAXES_OF[fmt.kind]:
             return stored_frame(ds, number), _labelled(media, stored)
         if wanted is not None:
             raise NotAcceptable(f"frames are stored as {stored}, which is no {media} transfer syntax")
@@ -387,7 +389,7 @@ def frame_representation(ds: Dataset, number: int, fmt: FrameFormat) -> tuple[by
     )
 
 
-_SYNTAXES_OF = {
+SYNTAXES_OF = {
     "jpeg": (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1),
     "jls": (JPEGLSLossless, JPEGLSNearLossless),
     "jp2": (JPEG2000Lossless, JPEG2000),

@@ -127,7 +127,9 @@ def _render(
     source = frame_source.of_instance(instance, blobs) if instance.number_of_frames > 1 else None
     if source is None:
         ds = _load(blobs, instance)
-        return render.render_frames(ds, frames, media_type, window=window, quality=quality, size=size, viewport=viewport)
+        return render.render_frames(
+            ds, frames, media_type, window=window, quality=quality, size=size, viewport=viewport
+        )
     return render.render_each(
         ((source.dataset(n), 1) for n in frames),
         len(frames),

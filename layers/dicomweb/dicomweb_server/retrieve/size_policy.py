@@ -193,7 +193,7 @@ def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | N
     changed = [i for i, _ in pairs]
     bound = exact + sum(decoded_frame_bytes(i) * i.number_of_frames + HEADER_ALLOWANCE for i in changed)
     unchanged = sum(i.size for i in instances) - sum(i.size for i in changed)
-    least = unchanged + sum(_least_pixels(i) for i, ts in pairs if ts in NATIVE_SYNTAXES)
+    least = unchanged + sum(least_pixels(i) for i, ts in pairs if ts in NATIVE_SYNTAXES)
     return Size(bound, exact=False, least=least)
 
 
@@ -201,7 +201,7 @@ def instances_size(instances: Sequence[StoredInstance], transfer_syntax: str | N
 NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
 
 
-def _least_pixels(instance: StoredInstance) -> int:
+def least_pixels(instance: StoredInstance) -> int:
     """The fewest pixel bytes an instance takes natively: every frame decoded (a 4:2:2 layout keeps
     two thirds of the samples)."""
     decoded = decoded_frame_bytes(instance) * instance.number_of_frames
@@ -290,6 +290,15 @@ def series_metadata_answer(study_uid: str, series_uid: str, base_url: str, *, gz
 
 def bulkdata_answer() -> Answer:
     return Answer("bulk data value", "ask for a part of it with a Range header (for example Range: bytes=0-999999)")
+
+
+def converted_pixels_answer(instance_url: str) -> Answer:
+    """Pixel Data decoded or re-encoded (no Range applies to it)."""
+    return Answer(
+        "pixel data",
+        f"ask for its frames in smaller groups (for example {instance_url}/frames/1), or for the value as stored "
+        "(transfer-syntax=*) a part at a time with a Range header",
+    )
 
 
 def frames_answer() -> Answer:

@@ -135,11 +135,16 @@ def routes(svc: Services) -> list[Route]:
     def bulk(request: Request) -> Response:
         target = _target(request)
         path = str(request.path_params["tagpath"])
-        multipart_answer = _negotiate_bulkdata(request.headers.get("accept"))
         (inst,) = _instances(target, with_metadata=False)
+        accept = request.headers.get("accept")
+        if path.upper() == bulkdata.PIXEL_DATA and (fmt := bulkdata.pixel_format(accept, inst)) is not None:
+            return _converted_pixels(request, inst, path, fmt)
+        multipart_answer = _negotiate_bulkdata(accept)
         where = bulkdata.locate(inst, path, svc.blobs, threshold)
         tag = bulkdata.etag(inst, path)
         headers = {"ETag": tag, "Accept-Ranges": "bytes"}
+        if path.upper() == bulkdata.PIXEL_DATA:
+            headers["Vary"] = "Accept"
         if not_modified(request, tag):
             return Response(status_code=304, headers=headers)
         if_range = request.headers.get("if-range")
@@ -160,6 +165,25 @@ def routes(svc: Services) -> list[Route]:
         if wanted:
             headers["Content-Range"] = wanted.content_range
         return Response(body, status_code=status, headers={**headers, "Content-Type": content_type})
+
+    def _converted_pixels(request: Request, inst: StoredInstance, path: str, fmt: negotiation.FrameFormat) -> Response:
+        """Pixel Data decoded or re-encoded (``bulkdata.pixel_format``). Range applies to stored bytes
+        only: here it is ignored and the whole value sent (RFC 9110 §14.2), and no Accept-Ranges is
+        offered; the ETag names the representation."""
+        tag = bulkdata.etag(inst, f"{path}|{fmt.kind}|{fmt.transfer_syntax}|{fmt.multipart}")
+        headers = {"ETag": tag, "Vary": "Accept"}
+        if not_modified(request, tag):
+            return Response(status_code=304, headers=headers)
+        location = wado.instance_url(base_url(request, svc.settings), inst)
+        response = delivery.send(
+            svc,
+            bulkdata.pixel_size(inst, fmt),
+            policy.converted_pixels_answer(location),
+            lambda: bulkdata.pixel_body(inst, svc.blobs, fmt, location, workers=workers),
+            single_part=not fmt.multipart,
+        )
+        response.headers.update(headers)
+        return response
 
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),
