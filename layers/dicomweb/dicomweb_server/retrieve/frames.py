@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.uid import (
@@ -28,7 +27,7 @@ from pydicom.uid import (
 
 from ..errors import BadRequest, NotAcceptable, NotFound
 from ..formats import multipart
-from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, MediaType, parse_media_type
+from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, MediaType
 from ..frame_table import EncapsulatedFrames, FrameTable, NativeFrames
 from . import render
 from .negotiation import FRAME_DEFAULT_SYNTAX, FrameFormat
@@ -158,17 +157,6 @@ def ranged_length(table: FrameTable, number: int) -> int:
     return -(-table.frame_bits // 8)
 
 
-def ranged_frame_parts(
-    table: FrameTable, read: RangeReader, stored_ts: str, numbers: list[int], fmt: FrameFormat, location: str
-) -> list[tuple[bytes, dict[str, str]]]:
-    """Each requested frame as (payload, part headers), read by range (``by_range`` says when)."""
-    out: list[tuple[bytes, dict[str, str]]] = []
-    for n in numbers:
-        payload, ctype = ranged_part(table, read, stored_ts, n, fmt)
-        out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
-    return out
-
-
 def streamed_frames(
     numbers: list[int],
     fmt: FrameFormat,
@@ -182,7 +170,8 @@ def streamed_frames(
 ) -> Body:
     """The frames answer written part by part (PS3.18 §8.6.1.2): ``produce(n)`` gives frame ``n``'s
     payload and Content-Type, run for up to ``workers`` frames at once and written in order (so
-    memory holds about one frame per worker). The bytes are exactly ``frames_body``'s.
+    memory holds about one frame per worker). The bytes are exactly ``formats.multipart.encode``'s
+    for the same parts, with the parts' transfer syntax as the body's ``transfer-syntax``.
 
     ``label``: every part's Content-Type when known beforehand (frames read as stored), so nothing
     is read before the body is; else the first frame is produced here, to name the body's type (and
@@ -221,19 +210,6 @@ def streamed_frames(
         yield closing(boundary)
 
     return Body(chunks(), content_type, length)
-
-
-def frames_body(
-    parts: list[tuple[bytes, dict[str, str]]], fmt: FrameFormat, boundary: str | None = None
-) -> tuple[bytes, str]:
-    if not fmt.multipart:
-        payload, headers = parts[0]
-        return payload, headers["Content-Type"]
-    # the body's type parameter is the parts' media type; its transfer-syntax when all parts share one
-    syntaxes = {parse_media_type(h["Content-Type"]).param("transfer-syntax") or "" for _, h in parts}
-    shared = syntaxes.pop() if len(syntaxes) == 1 else ""
-    params = {"transfer-syntax": shared} if shared else None
-    return multipart.encode(parts, fmt.media_type, boundary=boundary, params=params)
 
 
 def frame_as_jpeg(ds: Dataset, number: int) -> bytes:
@@ -398,20 +374,3 @@ SYNTAXES_OF = {
 
 def _labelled(media: str, ts: str) -> MediaType:
     return MediaType(media, {"transfer-syntax": ts})
-
-
-def frame_parts(data: bytes, numbers: list[int], fmt: FrameFormat, location: str) -> list[tuple[bytes, dict[str, str]]]:
-    """Each requested frame as (payload, part headers)."""
-    ds = dcmread(io.BytesIO(data))
-    require_pixels(ds)
-    out: list[tuple[bytes, dict[str, str]]] = []
-    for n in numbers:
-        payload, ctype = frame_representation(ds, n, fmt)
-        out.append((payload, {"Content-Type": str(ctype), "Content-Location": f"{location}/frames/{n}"}))
-    return out
-
-
-def render_frames_body(
-    data: bytes, numbers: list[int], fmt: FrameFormat, location: str, boundary: str | None = None
-) -> tuple[bytes, str]:
-    return frames_body(frame_parts(data, numbers, fmt, location), fmt, boundary)
