@@ -195,6 +195,24 @@ def test_bad_frame_lists_are_4xx_before_any_read(big, frames, status, words):
     assert big.blobs.calls == {}
 
 
+def test_frames_of_an_instance_without_a_frame_table_are_sized_before_it_is_read():
+    """A deflated instance has no frame table: its frames come from the object read whole, once the
+    size policy has let the answer through (and a 413 reads nothing)."""
+    arr = fd.noise(6, 128, 128)
+    ds = dcmread(io.BytesIO(fd.native(arr)[0]))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    stored = _store(fd.part10(ds), [])
+    url = f"{stored.url}/frames/1,2,3,4,5,6"
+    refused = stored.client(max_response_bytes=4 * 128 * 128 * 2).get(url, headers={"Accept": MULTI_OCTET})
+    assert refused.status_code == 413 and stored.blobs.calls == {}
+    r = stored.client().get(url, headers={"Accept": MULTI_OCTET})
+    assert r.status_code == 200
+    assert [b for _, b in read_multipart(r.content, r.headers["content-type"])] == [
+        f.astype("<u2").tobytes() for f in arr
+    ]
+    assert stored.blobs.calls == {"get": 1}
+
+
 def test_decoded_frames_come_one_by_one_from_the_header_and_their_ranges():
     arr = fd.noise(24, 128, 128)
     data = fd.rle(arr)

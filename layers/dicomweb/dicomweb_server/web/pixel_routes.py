@@ -8,12 +8,14 @@ import io
 from collections.abc import Callable
 
 from pydicom import dcmread
+from pydicom.uid import UID
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..blobs.keys import stored_key
 from ..errors import NotFound
+from ..frame_table import FrameTable
 from ..records import StoredInstance
 from ..retrieve import frame_source as fs
 from ..retrieve import frames as fr
@@ -40,35 +42,18 @@ def routes(svc: Services) -> list[Route]:
     def _frames_answer(
         inst: StoredInstance, numbers: list[int], fmt: negotiation.FrameFormat, location: str
     ) -> tuple[policy.Size, Callable[[], Body]]:
-        """The answer's size (exact when frames are sent as stored, from the frame table) and its
-        body, written part by part: frames read by range through the pool where the table is known,
-        else from the object read whole once."""
+        """The answer's size (exact when frames are sent as stored, from the frame table) and how to
+        make its body, written part by part. Nothing is read before the size policy has decided."""
         stored_ts = inst.transfer_syntax_uid
         table = fs.stored_table(inst, svc.blobs)
-        data: bytes | None = None
-        if table is None and inst.frames_state == "":
-            table, data = fs.first_read(inst, svc.blobs, svc.index, svc.settings.max_indexed_frame_table_bytes)
         if table is None or (inst.number_of_frames <= 1 and not fr.by_range(fmt, stored_ts, table)):
             # no table; or one frame to decode, where the whole object is one read instead of two
-            ds = dcmread(io.BytesIO(data if data is not None else _data(inst)))
-            fr.require_pixels(ds)
-            size = policy.frames_size(inst, len(numbers), native_exact=False, location=location)
-            return size, lambda: fr.streamed_frames(
-                numbers, fmt, location, lambda n: fr.frame_representation(ds, n, fmt), workers=1
-            )
-        whole = data
-        read = fs.ranged_reader(svc.blobs, inst) if whole is None else (lambda start, end: whole[start:end])
+            native = fmt.kind == "octet" and not UID(stored_ts).is_compressed
+            size = policy.frames_size(inst, len(numbers), native_exact=native, location=location)
+            return size, lambda: _from_whole(inst, numbers, fmt, location)
+        read = fs.ranged_reader(svc.blobs, inst)
         if fr.by_range(fmt, stored_ts, table):
-            found = table
-            body = fr.streamed_frames(
-                numbers,
-                fmt,
-                location,
-                lambda n: fr.ranged_part(found, read, stored_ts, n, fmt),
-                workers=workers,
-                label=fr.ranged_label(stored_ts, found, fmt),
-                lengths=lambda n: fr.ranged_length(found, n),
-            )
+            body = _ranged(table, read, stored_ts, numbers, fmt, location)
             assert body.length is not None
             return policy.Size(body.length), lambda: body
         source = fs.FrameSource(read, table)
@@ -77,6 +62,39 @@ def routes(svc: Services) -> list[Route]:
         return size, lambda: fr.streamed_frames(
             numbers, fmt, location, lambda n: fr.frame_representation(source.dataset(n), 1, fmt), workers=workers
         )
+
+    def _ranged(
+        table: FrameTable,
+        read: fr.RangeReader,
+        stored_ts: str,
+        numbers: list[int],
+        fmt: negotiation.FrameFormat,
+        location: str,
+    ) -> Body:
+        """Frames as stored, each one range read through the pool; the length known beforehand."""
+        return fr.streamed_frames(
+            numbers,
+            fmt,
+            location,
+            lambda n: fr.ranged_part(table, read, stored_ts, n, fmt),
+            workers=workers,
+            label=fr.ranged_label(stored_ts, table, fmt),
+            lengths=lambda n: fr.ranged_length(table, n),
+        )
+
+    def _from_whole(inst: StoredInstance, numbers: list[int], fmt: negotiation.FrameFormat, location: str) -> Body:
+        """Frames from the object read whole once. An instance stored before frame tables were gets
+        its table recorded now (and later requests read by range)."""
+        data: bytes | None = None
+        table: FrameTable | None = None
+        if inst.frames_state == "":
+            table, data = fs.first_read(inst, svc.blobs, svc.index, svc.settings.max_indexed_frame_table_bytes)
+        whole = data if data is not None else _data(inst)
+        if table is not None and fr.by_range(fmt, inst.transfer_syntax_uid, table):
+            return _ranged(table, lambda start, end: whole[start:end], inst.transfer_syntax_uid, numbers, fmt, location)
+        ds = dcmread(io.BytesIO(whole))
+        fr.require_pixels(ds)
+        return fr.streamed_frames(numbers, fmt, location, lambda n: fr.frame_representation(ds, n, fmt), workers=1)
 
     def _send(
         size: policy.Size, answer: policy.Answer, build: Callable[[], tuple[bytes, str]], *, single_part: bool = True

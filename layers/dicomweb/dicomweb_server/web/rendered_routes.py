@@ -50,7 +50,8 @@ def routes(svc: Services) -> list[Route]:
             return found[0], what, params.get("frames")
         chosen = rd.representative(found, what, series or study)
         if chosen.number_of_frames > 1:  # a listing has no frame tables: read this one's
-            chosen = svc.index.list_instances(study, chosen.series_uid, chosen.sop_uid)[0]
+            again = svc.index.list_instances(study, chosen.series_uid, chosen.sop_uid)
+            chosen = again[0] if again else chosen
         return chosen, what, None
 
     def _image(body: bytes, media: str, warnings: list[str], request: Request) -> Response:
