@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,11 @@ def test_frame_lists_go_through_the_size_policy(big):
         r = big.client(max_response_bytes=4 * FRAME, **limits).get(url, headers={"Accept": MULTI_OCTET})
         assert r.status_code == 413
         assert "frames answer is" in r.text and "ask for fewer frames per request" in r.text
+        largest = max(4 * FRAME, limits.get("stream_response_bytes", 0))
+        fits = re.search(r"about (\d+) fit \(for example http://testserver(\S+)/frames/1\)", r.json()["message"])
+        assert fits is not None and fits.group(2) == big.url
+        k = int(fits.group(1))  # that many frames (and their part headers) fit, one more would not
+        assert k * FRAME <= largest < (k + 1) * (FRAME + 1024)
         assert big.blobs.calls == {}
 
 

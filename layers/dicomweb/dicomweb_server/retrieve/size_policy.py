@@ -301,8 +301,20 @@ def converted_pixels_answer(instance_url: str) -> Answer:
     )
 
 
-def frames_answer() -> Answer:
-    return Answer("frames answer", "ask for fewer frames per request")
+def frames_answer(
+    size: Size | None = None, count: int = 0, limits: Limits | None = None, instance_url: str = ""
+) -> Answer:
+    """A frames retrieve: how many frames of about this size fit the largest answer ``limits``
+    allow, and the first frame's URL as an example (without them: fewer frames)."""
+    if size is None or not count or limits is None or not instance_url:
+        return Answer("frames answer", "ask for fewer frames per request")
+    fits = limits.largest // max(size.bytes // count, 1)
+    if fits < 1 or count == 1:
+        return Answer("frames answer", "ask for fewer frames per request")
+    return Answer(
+        "frames answer",
+        f"ask for fewer frames per request: about {fits} fit (for example {instance_url}/frames/1)",
+    )
 
 
 def rendered_answer() -> Answer:

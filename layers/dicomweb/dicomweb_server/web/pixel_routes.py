@@ -110,7 +110,8 @@ def routes(svc: Services) -> list[Route]:
         numbers = fr.parse_frame_list(numbers_text, inst.number_of_frames)
         location = f"{base_url(request, svc.settings)}/studies/{study}/series/{series}/instances/{sop}"
         size, body = _frames_answer(inst, numbers, fmt, location)
-        return delivery.send(svc, size, policy.frames_answer(), body, single_part=not fmt.multipart)
+        answer = policy.frames_answer(size, len(numbers), policy.Limits.of(svc.settings), location)
+        return delivery.send(svc, size, answer, body, single_part=not fmt.multipart)
 
     def wado(request: Request) -> Response:
         req = wado_uri.parse(request.query_params)
