@@ -132,6 +132,54 @@ def read(inst: StoredInstance, where: Located, blobs: BlobStore, wanted: ByteRan
     return blobs.get_range(stored_key(inst), where.offset + start, where.offset + end)
 
 
+#: Bytes of a stored value one ranged GetObject reads while a value is streamed.
+READ_CHUNK = 8 << 20
+
+
+def stored_body(
+    inst: StoredInstance,
+    where: Located,
+    blobs: BlobStore,
+    wanted: ByteRange | None,
+    *,
+    multipart_answer: bool,
+    chunk: int | None = None,
+) -> Body:
+    """The value's bytes (``wanted`` of them) as an answer body of known length, plain or as the
+    one part of a ``multipart/related`` answer (with its ``Content-Range`` when a range), read
+    from the object ``chunk`` bytes at a time when it is produced: a value of any size is sent in
+    bounded memory, and the size policy decides before any read."""
+    from .streams import Body, closing, part_header
+
+    start, end = (wanted.start, wanted.end) if wanted else (0, where.length - 1)
+    length = end - start + 1
+    step = chunk or READ_CHUNK
+
+    def value() -> Iterator[bytes]:
+        if where.value is not None or length <= 0:
+            yield read(inst, where, blobs, wanted)
+            return
+        key = stored_key(inst)
+        for at in range(start, end + 1, step):
+            yield blobs.get_range(key, where.offset + at, where.offset + min(at + step, end + 1) - 1)
+
+    if not multipart_answer:
+        return Body(value(), OCTET_STREAM, max(length, 0))
+    boundary = multipart.new_boundary()
+    headers = {"Content-Type": OCTET_STREAM}
+    if wanted:
+        headers["Content-Range"] = wanted.content_range
+    head, tail = part_header(boundary, headers), b"\r\n" + closing(boundary)
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        yield from value()
+        yield tail
+
+    content_type = str(MediaType(MULTIPART_RELATED, {"type": OCTET_STREAM, "boundary": boundary}))
+    return Body(chunks(), content_type, len(head) + max(length, 0) + len(tail))
+
+
 # -- the Pixel Data value in a negotiated representation (PS3.18 §8.7.3.5, Tables 8.7.3-3 to -5) -----
 
 #: The tag path of Pixel Data at the top level of an instance.

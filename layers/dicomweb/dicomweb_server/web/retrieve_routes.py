@@ -8,7 +8,6 @@ from starlette.routing import Route
 
 from ..blobs.keys import stored_key
 from ..errors import NotAcceptable, NotFound
-from ..formats import multipart
 from ..formats.media import MULTIPART_RELATED, OCTET_STREAM, parse_accept
 from ..records import StoredInstance
 from ..retrieve import bulkdata, negotiation, streams
@@ -29,7 +28,6 @@ def _target(request: Request) -> tuple[str, str | None, str | None, str]:
 
 
 def routes(svc: Services) -> list[Route]:
-    limit = svc.settings.max_response_bytes
     workers = svc.settings.retrieve_concurrency
     #: Metadata is built whole; where the deployment streams it may be as large as a stream.
     limits = policy.Limits.of(svc.settings)
@@ -152,19 +150,19 @@ def routes(svc: Services) -> list[Route]:
         stale = if_range is not None and if_range.strip() != tag
         wanted = None if stale else bulkdata.parse_range(request.headers.get("range"), where.length)
         length = wanted.size if wanted else where.length
-        policy.decide(policy.Size(length + policy.PART_OVERHEAD), policy.bulkdata_answer(), limit)
-        value = bulkdata.read(inst, where, svc.blobs, wanted)
-        status = 206 if wanted else 200
-        if multipart_answer:
-            part_headers = {"Content-Type": OCTET_STREAM}
-            if wanted:
-                part_headers["Content-Range"] = wanted.content_range
-            body, content_type = multipart.encode([(value, part_headers)], OCTET_STREAM)
-        else:
-            body, content_type = value, OCTET_STREAM
+        # Buffered, streamed or refused as the size policy says (never redirected: the value is a
+        # slice of the stored object, which a presigned URL cannot name).
+        response = delivery.send(
+            svc,
+            policy.Size(length + policy.PART_OVERHEAD),
+            policy.bulkdata_answer(),
+            lambda: bulkdata.stored_body(inst, where, svc.blobs, wanted, multipart_answer=multipart_answer),
+        )
         if wanted:
+            response.status_code = 206
             headers["Content-Range"] = wanted.content_range
-        return Response(body, status_code=status, headers={**headers, "Content-Type": content_type})
+        response.headers.update(headers)
+        return response
 
     def _converted_pixels(request: Request, inst: StoredInstance, path: str, fmt: negotiation.FrameFormat) -> Response:
         """Pixel Data decoded or re-encoded (``bulkdata.pixel_format``). Range applies to stored bytes
