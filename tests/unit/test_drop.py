@@ -111,8 +111,8 @@ def test_a_newer_upload_under_the_same_name_is_not_lost_or_mixed_up(aws):
         def __getattr__(self, name):
             return getattr(blobs, name)
 
-        def open(self, key):
-            got = blobs.open(key)
+        def open(self, key, **kwargs):
+            got = blobs.open(key, **kwargs)
             blobs.put(key, second.data)  # the newer upload lands right after the read began
             return got
 

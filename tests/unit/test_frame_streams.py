@@ -26,10 +26,12 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+from starlette.testclient import TestClient
 
 from dicomweb_server.retrieve import render
 from dicomweb_server.retrieve.frame_source import pixel_start
 from dicomweb_server.store.ingest import ingest
+from dicomweb_server.web.delivery import AnswerCut
 from tests import frames_data as fd
 from tests.corpus import read_multipart
 
@@ -451,3 +453,56 @@ def test_a_transcoded_answer_that_turns_out_too_large_stops_being_produced_at_th
     )
     assert r.status_code == 413 and f"is more than {DECODED} bytes" in r.text
     assert stored.blobs.calls["get"] <= 5 < RLE_INSTANCES
+
+
+def _jls_instance(stored: Stored, **limits: Any):  # noqa: ANN202 - a response
+    accept = f"application/dicom; transfer-syntax={JPEGLSLossless}"
+    return stored.client(**limits).get(stored.url, headers={"Accept": accept})
+
+
+def test_a_single_transcoded_instance_above_the_streaming_limit_is_a_413_not_an_empty_200(rle_series):
+    """A single-part answer is built when asked for (one instance): its size is then known and
+    decides, before the status line (it was a 200 with no bytes at all)."""
+    stored, _ = rle_series
+    whole = _jls_instance(stored, max_response_bytes=10**8)
+    assert whole.status_code == 200
+    size = len(whole.content)
+    assert size > 2000
+    refused = _jls_instance(stored, max_response_bytes=1000, stream_response_bytes=size - 1)
+    assert refused.status_code == 413 and str(size) in refused.text
+    streamed = _jls_instance(stored, max_response_bytes=1000, stream_response_bytes=size)
+    assert streamed.status_code == 200 and streamed.content == whole.content
+    assert streamed.headers["content-length"] == str(size)
+
+
+def test_a_streamed_answer_that_passes_the_streaming_limit_is_aborted_not_ended_cleanly(rle_series):
+    """Past the streaming limit, after the status line, the server aborts the connection: a
+    client sees the answer incomplete, never a short well-formed one."""
+    stored, _ = rle_series
+    accept = f"{MULTI_DICOM}; transfer-syntax={JPEGLSLossless}"
+    app = stored.app(max_response_bytes=DECODED, stream_response_bytes=2 * DECODED, retrieve_concurrency=2)
+    with pytest.raises(AnswerCut):
+        TestClient(app).get(_series_url(stored), headers={"Accept": accept})
+
+
+def test_a_head_of_a_measured_answer_produces_nothing(rle_series):
+    stored, _ = rle_series
+    stored.blobs.reset()
+    accept = f"{MULTI_DICOM}; transfer-syntax={JPEGLSLossless}"
+    app = stored.app(max_response_bytes=DECODED, stream_response_bytes=20 * DECODED)
+    r = TestClient(app).head(_series_url(stored), headers={"Accept": accept})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/related")
+    assert stored.blobs.calls == {}
+
+
+def test_pixel_data_as_compressed_frames_names_each_frame_in_content_location(rle_series):
+    stored, _ = rle_series
+    r = stored.client().get(
+        stored.url + "/bulkdata/7FE00010", headers={"Accept": 'multipart/related; type="image/jls"'}
+    )
+    assert r.status_code == 200
+    parts = read_multipart(r.content, r.headers["content-type"])
+    assert [h["content-location"].rsplit("/instances/", 1)[1].split("/", 1)[1] for h, _ in parts] == [
+        "frames/1",
+        "frames/2",
+    ]

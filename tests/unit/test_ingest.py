@@ -154,6 +154,8 @@ def _many_empty(ds) -> None:  # noqa: ANN001
     [
         pytest.param(lambda ds: setattr(ds, "PatientName", ["X"] * 2000), id="person name of one-letter values"),
         pytest.param(lambda ds: setattr(ds, "OtherPatientNames", ["X=Y"] * 1000), id="names in two groups"),
+        pytest.param(lambda ds: setattr(ds, "PatientName", ["==X"] * 1500), id="names in the third group"),
+        pytest.param(lambda ds: setattr(ds, "PatientName", ["=X"] * 1500), id="names in the second group"),
         pytest.param(lambda ds: ds.add_new(0x00189219, "FL", [-1.2345678e-05] * 1000), id="FL values"),
         pytest.param(lambda ds: ds.add_new(0x00280106, "SS", [-32768] * 2000), id="SS values"),
         pytest.param(lambda ds: setattr(ds, "ImageType", ["A"] * 2000), id="one-letter code strings"),

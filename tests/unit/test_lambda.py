@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote_plus
 
 import pytest
 
@@ -22,9 +23,14 @@ def powertools_env(monkeypatch):
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")  # the EMF namespace is set by template.yaml
 
 
-def s3_event(bucket):
+def s3_event(aws, key="incoming/My Study/file+1.dcm"):
+    """The sample event, about ``key`` in this test's bucket and its current version (as S3 sends
+    it for a versioned bucket: the event names the version it is about)."""
     event = load_event("s3-object-created")
-    event["Records"][0]["s3"]["bucket"]["name"] = bucket  # this test's bucket
+    obj = event["Records"][0]["s3"]["object"]
+    event["Records"][0]["s3"]["bucket"]["name"] = aws.bucket
+    obj["key"] = quote_plus(key, safe="/")
+    obj["versionId"] = aws.s3.head_object(Bucket=aws.bucket, Key=key)["VersionId"]
     return event
 
 
@@ -32,11 +38,13 @@ def test_s3_event_with_an_encoded_key_indexes_the_dropped_file(aws, lambda_conte
     inst = make_instance("ct", PatientID="S3-EVENT")
     aws.s3.put_object(Bucket=aws.bucket, Key="incoming/My Study/file+1.dcm", Body=inst.data)
     handler = s3_handler(Settings(bucket_name=aws.bucket, table_name=aws.table))
-    assert handler(s3_event(aws.bucket), lambda_context) == {"indexed": 1}
+    event = s3_event(aws)
+    assert event["Records"][0]["s3"]["object"]["key"] == "incoming/My+Study/file%2B1.dcm"
+    assert handler(event, lambda_context) == {"indexed": 1}
     index = DynamoDbIndex(aws.dynamodb, aws.table)
     assert list_keys(aws.s3, aws.bucket) == [inst.stored_key(index)]
     assert index.get_study(inst.study_uid).instance_count == 1
-    assert handler(s3_event(aws.bucket), lambda_context) == {"gone": 1}  # redelivered
+    assert handler(event, lambda_context) == {"gone": 1}  # redelivered
     assert index.get_study(inst.study_uid).instance_count == 1
 
 
@@ -45,7 +53,7 @@ def test_s3_handler_reads_its_settings_from_the_environment(aws, lambda_context,
     monkeypatch.setenv("TABLE_NAME", aws.table)
     aws.s3.put_object(Bucket=aws.bucket, Key="incoming/My Study/file+1.dcm", Body=b"not dicom" * 30)
     handler = s3_handler()
-    assert handler(s3_event(aws.bucket), lambda_context) == {"rejected": 1}
+    assert handler(s3_event(aws), lambda_context) == {"rejected": 1}
     assert list_keys(aws.s3, aws.bucket) == ["rejected/My Study/file+1.dcm"]
 
 
@@ -99,7 +107,6 @@ def test_an_upload_session_through_the_store_and_indexer_handlers(aws, lambda_co
     """The store Lambda answers SigV4 URLs, a plain PUT uploads, the indexer's S3 event (key
     URL-encoded as S3 sends it) stores the file, and the status answer is final."""
     import base64
-    from urllib.parse import quote_plus
 
     import requests
 
@@ -137,8 +144,7 @@ def test_an_upload_session_through_the_store_and_indexer_handlers(aws, lambda_co
     code, headers, _ = call("GET", status)
     assert code == 202 and headers["retry-after"] == "2"
 
-    event = s3_event(aws.bucket)
-    event["Records"][0]["s3"]["object"]["key"] = quote_plus(f"uploads/{answer['session']}/1.dcm")
+    event = s3_event(aws, f"uploads/{answer['session']}/1.dcm")
     assert s3_handler(settings)(event, lambda_context) == {"upload_stored": 1}
     code, headers, _ = call("GET", status)
     assert code == 200 and "retry-after" not in headers

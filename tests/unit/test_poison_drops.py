@@ -20,13 +20,15 @@ from tests.corpus import list_keys, make_instance, truncated
 from .conftest import REGION
 
 
-def _event(bucket: str, keys: list[str]) -> dict:
+def _event(aws, keys: list[str]) -> dict:  # noqa: ANN001 - the aws fixture
+    """One record per key, naming the key's current version as S3 does for a versioned bucket."""
     template = load_event("s3-object-created")["Records"][0]
     records = []
     for key in keys:
         record = json.loads(json.dumps(template))
-        record["s3"]["bucket"]["name"] = bucket
+        record["s3"]["bucket"]["name"] = aws.bucket
         record["s3"]["object"]["key"] = key.replace(" ", "+")
+        record["s3"]["object"]["versionId"] = aws.s3.head_object(Bucket=aws.bucket, Key=key)["VersionId"]
         records.append(record)
     return {"Records": records}
 
@@ -65,7 +67,7 @@ def test_poison_files_are_moved_aside_reported_and_counted_and_never_block_the_o
         aws.s3.put_object(Bucket=aws.bucket, Key=key, Body=body)
     handler = s3_handler(Settings(bucket_name=aws.bucket, table_name=aws.table, dead_letter_queue_url=queue))
 
-    counts = handler(_event(aws.bucket, list(files)), lambda_context)
+    counts = handler(_event(aws, list(files)), lambda_context)
 
     assert counts == {"rejected": 3, "indexed": 1}
     index = DynamoDbIndex(aws.dynamodb, aws.table)
@@ -91,5 +93,5 @@ def test_without_a_queue_poison_files_are_still_moved_aside(aws, lambda_context,
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     aws.s3.put_object(Bucket=aws.bucket, Key="incoming/x.dcm", Body=b"\0" * 10)
     handler = s3_handler(Settings(bucket_name=aws.bucket, table_name=aws.table))
-    assert handler(_event(aws.bucket, ["incoming/x.dcm"]), lambda_context) == {"rejected": 1}
+    assert handler(_event(aws, ["incoming/x.dcm"]), lambda_context) == {"rejected": 1}
     assert list_keys(aws.s3, aws.bucket) == ["rejected/x.dcm"]

@@ -366,12 +366,95 @@ def test_the_indexer_handler_gives_up_on_the_attempt_its_setting_names(aws, lamb
     settings = Settings.from_env({"BUCKET_NAME": aws.bucket, "TABLE_NAME": aws.table, "INDEXER_ATTEMPTS": "2"})
     handler = s3_handler(settings)
     with pytest.raises(StorageFailed):
-        handler(_event(aws.bucket, [key]), lambda_context)
+        handler(_event(aws, [key]), lambda_context)
     assert uploads.session_status(answer["session"], ports=ports, base_url="http://x").pending == [1]
     with pytest.raises(StorageFailed):
-        handler(_event(aws.bucket, [key]), lambda_context)
+        handler(_event(aws, [key]), lambda_context)
     final = uploads.session_status(answer["session"], ports=ports, base_url="http://x")
     assert final.status == 409 and not final.pending
     assert [f.reason for f in final.outcome.failed] == [0xA700]
     # The upload object stays (the dead-lettered event names it; the lifecycle removes it after 8 days).
     assert [k for k, _ in S3BlobStore(aws.s3, aws.bucket).list("uploads/")] == [key]
+
+
+class BrokenReads(MemoryBlobStore):
+    """An upload whose streamed GET breaks after its first KiB (S3 reset the connection)."""
+
+    def open(self, key: str, **kwargs: Any) -> OpenedBlob:
+        opened = super().open(key, **kwargs)
+        if not key.startswith("uploads/"):
+            return opened
+        inner = opened.body
+
+        class Broken:
+            def __init__(self) -> None:
+                self.sent = 0
+
+            def read(self, size: int = -1, /) -> bytes:
+                if self.sent >= 1024:
+                    raise ServiceUnavailable("S3 read timed out", retry_after=1)
+                got = inner.read(min(size, 1024) if size >= 0 else 1024)
+                self.sent += len(got)
+                return got
+
+        return OpenedBlob(Broken(), opened.size, opened.version, opened.etag)
+
+
+def test_a_file_whose_upload_cannot_be_read_on_the_last_attempt_ends_the_session_failed():
+    blobs, index = BrokenReads(), MemoryIndex()
+    ports, session = _memory_session(blobs, files=1)
+    blobs.put(f"uploads/{session}/1.dcm", make_instance("ct").data)
+    for attempt in (1, 2, 3):
+        with pytest.raises(ServiceUnavailable):
+            index_upload(f"uploads/{session}/1.dcm", sessions=ports.sessions, index=index, blobs=blobs, attempts=3)
+        status = uploads.session_status(session, ports=ports, base_url="http://x")
+        assert status.pending == ([1] if attempt < 3 else []), attempt
+    (failed,) = status.outcome.failed
+    assert failed.reason == 0xA700 and "storage was busy or unavailable" in failed.message
+
+
+def test_giving_up_never_replaces_what_another_delivery_of_the_upload_recorded():
+    """S3 may deliver an event twice: one delivery stores the file while the other, on its last
+    attempt, fails; the session keeps the stored outcome."""
+    blobs, index = MemoryBlobStore(), MemoryIndex()
+    ports, session = _memory_session(blobs, files=1)
+    inst = make_instance("ct")
+    key = f"uploads/{session}/1.dcm"
+    blobs.put(key, inst.data)
+    token = content_token(blobs.open(key).etag)
+    ports.sessions.claim(session, 1, token, 2**31)  # the failing delivery's earlier attempts
+    ports.sessions.claim(session, 1, token, 2**31)
+
+    class StoresMeanwhile(BusyIndex):
+        def add_instance(self, record: Any) -> Any:  # the other delivery stores and settles first
+            assert index_upload(key, sessions=ports.sessions, index=index, blobs=MemoryBlobStore()) is not None
+            ports.sessions.settle(
+                uploads.UploadedFile(
+                    1, "stored", token, inst.sop_class_uid, inst.sop_uid, inst.study_uid, inst.series_uid
+                ),
+                session,
+                2**31,
+            )
+            raise self.error
+
+    with pytest.raises(StorageFailed):
+        index_upload(key, sessions=ports.sessions, index=StoresMeanwhile(index, StorageError("x")), blobs=blobs)
+    status = uploads.session_status(session, ports=ports, base_url="http://x")
+    assert not status.outcome.failed and [s.sop_uid for s in status.outcome.stored] == [inst.sop_uid]
+
+
+@pytest.mark.parametrize("kind", ["memory", "dynamodb"])
+def test_a_pending_only_outcome_is_recorded_only_while_the_file_is_indexing(kind, request):
+    if kind == "memory":
+        sessions: Any = MemoryUploadSessions()
+    else:
+        aws = request.getfixturevalue("aws")
+        sessions = DynamoDbUploadSessions(aws.dynamodb, aws.table)
+    failed = uploads.UploadedFile(1, "failed", "etag-1", reason=0xA700, message="gave up")
+    stored = uploads.UploadedFile(1, "stored", "etag-1", "1.2", "1.2.3", "1.2.3.4", "1.2.3.4.5")
+    sessions.claim("s1", 1, "etag-1", 2**31)
+    assert sessions.settle(failed, "s1", 2**31, pending_only=True)  # still indexing: recorded
+    sessions.claim("s2", 1, "etag-1", 2**31)
+    assert sessions.settle(stored, "s2", 2**31)
+    assert not sessions.settle(failed, "s2", 2**31, pending_only=True)  # stored already: kept
+    assert [o.state for o in sessions.outcomes("s2")] == ["stored"]

@@ -279,9 +279,11 @@ class UploadSessions(Protocol):
         its attempts so)."""
         ...
 
-    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
+    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int, *, pending_only: bool = False) -> bool:
         """Record a claimed file's outcome; False when the claim is not ``outcome.token``'s (or,
-        for ``state="failed"`` with ``token=""``, when the file was claimed meanwhile)."""
+        for ``state="failed"`` with ``token=""``, when the file was claimed meanwhile).
+        ``pending_only``: only while the file is still ``indexing`` (a give-up must not replace
+        what a concurrent delivery of the same upload recorded)."""
         ...
 
     def refuse(self, outcome: UploadedFile, session_id: str, keep_until: int) -> None:

@@ -38,6 +38,9 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 continue
             # S3 event keys arrive URL-encoded ("my+scan%281%29.dcm"); the data class leaves them so.
             key = unquote_plus(record.s3.get_object.key)
+            # The version this event is about, where the bucket keeps versions ("null": it did not).
+            version = record.s3.get_object.version_id
+            version = version if version and version != "null" else None
             if key.startswith(UPLOADS_PREFIX):  # a file of an upload session (store/uploads.py)
                 uploaded = index_upload(
                     key,
@@ -49,6 +52,7 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                     max_frame_table_bytes=settings.max_indexed_frame_table_bytes,
                     duplicate_policy=settings.duplicate_policy,
                     attempts=settings.indexer_attempts,
+                    version=version,
                 )
                 counts[f"upload_{uploaded.value}"] = counts.get(f"upload_{uploaded.value}", 0) + 1
                 metrics.add_metric(name=f"upload_{uploaded.value}", unit=MetricUnit.Count, value=1)
@@ -61,6 +65,7 @@ def s3_handler(settings: Settings | None = None) -> Callable[[dict[str, Any], An
                 bulk_threshold=settings.bulk_data_threshold,
                 max_frame_table_bytes=settings.max_indexed_frame_table_bytes,
                 duplicate_policy=settings.duplicate_policy,
+                version=version,
             )
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
             if outcome is DropOutcome.REJECTED:

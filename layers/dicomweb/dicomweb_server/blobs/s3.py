@@ -37,6 +37,10 @@ class _Body:
         except BotoCoreError as exc:
             raise translate(exc, "S3", "GetObject") from exc
 
+    def close(self) -> None:
+        """Give the connection back (a body read only in part would hold it until collected)."""
+        self._body.close()
+
 
 class S3BlobStore:
     def __init__(

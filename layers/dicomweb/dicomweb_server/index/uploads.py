@@ -125,11 +125,13 @@ class MemoryUploadSessions:
                 return Claim.CLAIMED, tries
             return (Claim.SETTLED if held["token"] == token else Claim.TAKEN), 0
 
-    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
+    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int, *, pending_only: bool = False) -> bool:
         key = (session_pk(session_id), file_sk(outcome.number))
         with self._lock:
             held = self._items.get(key)
             if (held is None) != (outcome.token == "") or (held is not None and held["token"] != outcome.token):
+                return False
+            if pending_only and (held is None or held["state"] != "indexing"):
                 return False
             self._items[key] = {"pk": key[0], "sk": key[1], **_outcome_item(outcome), "ttl": keep_until}
             return True
@@ -202,10 +204,14 @@ class DynamoDbUploadSessions:
             return (Claim.SETTLED if held.get("token", {}).get("S") == token else Claim.TAKEN), 0
         return Claim.CLAIMED, int(got.get("Attributes", {}).get("tries", {}).get("N", "1"))
 
-    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int) -> bool:
+    def settle(self, outcome: UploadedFile, session_id: str, keep_until: int, *, pending_only: bool = False) -> bool:
+        names: dict[str, str] = {}
         if outcome.token:
-            condition = "#t = :t"
+            condition, names = "#t = :t", {"#t": "token"}
             values: dict[str, Any] = {":t": {"S": outcome.token}}
+            if pending_only:
+                condition += " AND #s = :indexing"
+                names["#s"], values[":indexing"] = "state", {"S": "indexing"}
         else:  # a file that was never uploaded: only while no upload has claimed it
             condition, values = "attribute_not_exists(pk)", {}
         item = {k: _wire(v) for k, v in _outcome_item(outcome).items()}
@@ -219,7 +225,7 @@ class DynamoDbUploadSessions:
                     "ttl": {"N": str(keep_until)},
                 },
                 ConditionExpression=condition,
-                **({"ExpressionAttributeNames": {"#t": "token"}} if outcome.token else {}),
+                **({"ExpressionAttributeNames": names} if names else {}),
                 **({"ExpressionAttributeValues": values} if values else {}),
             )
         except ClientError:

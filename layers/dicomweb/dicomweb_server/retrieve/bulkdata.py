@@ -286,7 +286,7 @@ def pixel_body(
             return frame_representation(found.dataset(n), 1, fmt)
 
     if fmt.kind != "octet":
-        return streamed_frames(numbers, fmt, f"{location}/frames", produce, workers=workers, boundary=boundary)
+        return streamed_frames(numbers, fmt, location, produce, workers=workers, boundary=boundary)
     label = MediaType(OCTET_STREAM, {"transfer-syntax": ExplicitVRLittleEndian})
     frames = (payload for payload, _ in ordered(numbers, produce, workers))
     if not fmt.multipart:

@@ -15,7 +15,9 @@ yet read once) has no ``FrameSource``; callers fall back to reading the whole ob
 from __future__ import annotations
 
 import io
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -109,7 +111,7 @@ def stored_table(inst: StoredInstance, blobs: BlobStore) -> FrameTable | None:
         sidecar = frames_key(inst.study_uid, inst.series_uid, inst.sop_uid, inst.md5)
         try:
             return frame_table.decode(blobs.get(sidecar))
-        except (BlobNotFound, ValueError):
+        except (BlobNotFound, ValueError, zlib.error, struct.error):  # gone or unreadable: read the object
             return None
     return inst.frame_table
 

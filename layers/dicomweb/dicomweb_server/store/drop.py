@@ -15,6 +15,8 @@ object stays where it is and the retried event repairs the state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -129,40 +131,58 @@ def index_dropped(
     bulk_threshold: int = 1024,
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
+    version: str | None = None,
 ) -> tuple[DropOutcome, int | None]:
-    """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason."""
+    """Index one dropped object; returns the outcome and, for a rejected file, its FailureReason.
+    ``version``: the version the S3 event names (events may arrive out of order: each indexes
+    its own version, and one whose version is gone already finds it gone)."""
     if not key.startswith(INCOMING_PREFIX) or key.endswith("/"):
         return DropOutcome.IGNORED, None
     try:
-        opened = blobs.open(key)
+        opened = blobs.open(key, version=version)
     except BlobNotFound:
         return DropOutcome.GONE, None
-    try:
-        result = ingest(
-            payload_of(key, opened, blobs),
-            index=index,
-            blobs=blobs,
-            max_metadata_bytes=max_metadata_bytes,
-            max_frame_table_bytes=max_frame_table_bytes,
-            bulk_threshold=bulk_threshold,
-            duplicate_policy=duplicate_policy,
-        )
-    except InvalidInstance as exc:
+    with reading(opened):
         try:
-            blobs.copy(key, REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], if_match=opened.etag, version=opened.version)
+            result = ingest(
+                payload_of(key, opened, blobs),
+                index=index,
+                blobs=blobs,
+                max_metadata_bytes=max_metadata_bytes,
+                max_frame_table_bytes=max_frame_table_bytes,
+                bulk_threshold=bulk_threshold,
+                duplicate_policy=duplicate_policy,
+            )
+        except InvalidInstance as exc:
+            try:
+                blobs.copy(
+                    key, REJECTED_PREFIX + key[len(INCOMING_PREFIX) :], if_match=opened.etag, version=opened.version
+                )
+            except (BlobChanged, BlobNotFound):
+                return DropOutcome.GONE, None  # replaced or removed meanwhile: a newer upload has its own event
+            blobs.delete(key, opened.version)
+            return DropOutcome.REJECTED, int(exc.reason)
         except (BlobChanged, BlobNotFound):
-            return DropOutcome.GONE, None  # replaced or removed meanwhile: a newer upload has its own event
+            return DropOutcome.GONE, None
+        if result.warnings:  # the codes only: the messages may quote the file's UIDs
+            log.warning(
+                "dropped file stored with warnings",
+                extra={"warning_reasons": [f"{int(w.reason):04X}" for w in result.warnings]},
+            )
         blobs.delete(key, opened.version)
-        return DropOutcome.REJECTED, int(exc.reason)
-    except (BlobChanged, BlobNotFound):
-        return DropOutcome.GONE, None
-    if result.warnings:  # the codes only: the messages may quote the file's UIDs
-        log.warning(
-            "dropped file stored with warnings",
-            extra={"warning_reasons": [f"{int(w.reason):04X}" for w in result.warnings]},
-        )
-    blobs.delete(key, opened.version)
-    return (DropOutcome.DUPLICATE if result.outcome is Stored.IDENTICAL_DUPLICATE else DropOutcome.INDEXED), None
+        return (DropOutcome.DUPLICATE if result.outcome is Stored.IDENTICAL_DUPLICATE else DropOutcome.INDEXED), None
+
+
+@contextmanager
+def reading(opened: OpenedBlob) -> Iterator[OpenedBlob]:
+    """``opened``, its body closed afterwards however the read ended (a body read only in part
+    holds its connection until it is collected)."""
+    try:
+        yield opened
+    finally:
+        close = getattr(opened.body, "close", None)
+        if close is not None:
+            close()
 
 
 def payload_of(key: str, opened: OpenedBlob, blobs: BlobStore) -> Payload | bytes:

@@ -43,7 +43,7 @@ from ..ports import (
     UploadTargets,
 )
 from ..settings import DuplicatePolicy, Settings
-from .drop import payload_of
+from .drop import payload_of, reading
 from .ingest import MAX_FRAME_TABLE_BYTES, InvalidInstance, Reason, StorageFailed, ingest
 from .stow import FailedRef, StoredRef, StowOutcome
 
@@ -312,6 +312,7 @@ def index_upload(
     max_frame_table_bytes: int = MAX_FRAME_TABLE_BYTES,
     duplicate_policy: DuplicatePolicy = DuplicatePolicy.ACCEPT_IDENTICAL,
     attempts: int = 3,
+    version: str | None = None,
 ) -> UploadOutcome:
     """Index one uploaded file (the indexer's S3 event for ``uploads/{session}/{n}.dcm``).
 
@@ -327,103 +328,108 @@ def index_upload(
         return UploadOutcome.IGNORED
     session_id, number = matched[1], int(matched[2])
     try:
-        opened = blobs.open(key)
+        opened = blobs.open(key, version=version)  # the event's version (``index_dropped``)
     except BlobNotFound:
         return UploadOutcome.GONE
-    version = opened.version
-    session = sessions.get(session_id)
-    if session is None:
-        blobs.delete(key, version)
-        return UploadOutcome.ORPHAN
-    keep = session.expires + KEEP_SECONDS
-    token = content_token(opened.etag)
-    if number > session.files:
-        sessions.refuse(
-            UploadedFile(
-                number,
-                "failed",
-                token,
-                reason=int(Reason.PROCESSING_FAILURE),
-                message=f"the session was created for {session.files} files; this one was not stored",
-                refused=True,
-            ),
-            session_id,
-            keep,
-        )
-        blobs.delete(key, version)
-        return UploadOutcome.REFUSED
-    claim, attempt = sessions.claim(session_id, number, token, keep)
-    if claim is Claim.SETTLED:
-        blobs.delete(key, version)
-        return UploadOutcome.SETTLED
-    if claim is Claim.TAKEN:
-        sessions.refuse(
-            UploadedFile(
-                number,
-                "failed",
-                token,
-                reason=int(Reason.PROCESSING_FAILURE),
-                message="uploaded again with other content (or after the session expired); "
-                "the first upload counts, this one was not stored",
-                refused=True,
-            ),
-            session_id,
-            keep,
-        )
-        blobs.delete(key, version)
-        return UploadOutcome.REFUSED
-    try:
-        result = ingest(
-            payload_of(key, opened, blobs),
-            index=index,
-            blobs=blobs,
-            max_metadata_bytes=max_metadata_bytes,
-            bulk_threshold=bulk_threshold,
-            max_frame_table_bytes=max_frame_table_bytes,
-            duplicate_policy=duplicate_policy,
-        )
-    except InvalidInstance as exc:
+    with reading(opened):
+        version = opened.version
+        session = sessions.get(session_id)
+        if session is None:
+            blobs.delete(key, version)
+            return UploadOutcome.ORPHAN
+        keep = session.expires + KEEP_SECONDS
+        token = content_token(opened.etag)
+        if number > session.files:
+            sessions.refuse(
+                UploadedFile(
+                    number,
+                    "failed",
+                    token,
+                    reason=int(Reason.PROCESSING_FAILURE),
+                    message=f"the session was created for {session.files} files; this one was not stored",
+                    refused=True,
+                ),
+                session_id,
+                keep,
+            )
+            blobs.delete(key, version)
+            return UploadOutcome.REFUSED
+        claim, attempt = sessions.claim(session_id, number, token, keep)
+        if claim is Claim.SETTLED:
+            blobs.delete(key, version)
+            return UploadOutcome.SETTLED
+        if claim is Claim.TAKEN:
+            sessions.refuse(
+                UploadedFile(
+                    number,
+                    "failed",
+                    token,
+                    reason=int(Reason.PROCESSING_FAILURE),
+                    message="uploaded again with other content (or after the session expired); "
+                    "the first upload counts, this one was not stored",
+                    refused=True,
+                ),
+                session_id,
+                keep,
+            )
+            blobs.delete(key, version)
+            return UploadOutcome.REFUSED
+        try:
+            result = ingest(
+                payload_of(key, opened, blobs),
+                index=index,
+                blobs=blobs,
+                max_metadata_bytes=max_metadata_bytes,
+                bulk_threshold=bulk_threshold,
+                max_frame_table_bytes=max_frame_table_bytes,
+                duplicate_policy=duplicate_policy,
+            )
+        except InvalidInstance as exc:
+            sessions.settle(
+                UploadedFile(
+                    number,
+                    "failed",
+                    token,
+                    exc.sop_class_uid,
+                    exc.sop_uid,
+                    reason=int(exc.reason),
+                    message=exc.message,
+                ),
+                session_id,
+                keep,
+            )
+            blobs.delete(key, version)
+            return UploadOutcome.FAILED
+        except (BlobChanged, BlobNotFound):
+            # The version read was removed meanwhile: a concurrent delivery of this very event
+            # finished it (and settled the claim), or the object was replaced in a bucket that keeps
+            # no versions (the deployed bucket does), whose new upload has an event of its own.
+            return UploadOutcome.GONE
+        except StorageFailed as exc:  # storing failed
+            if attempt >= attempts:
+                _give_up(exc, number, token, attempt, sessions, session_id, keep)
+            raise
+        except StorageError as exc:  # reading the upload failed (its streamed GET broke, or timed out)
+            if attempt >= attempts:
+                _give_up(StorageFailed(exc, "", ""), number, token, attempt, sessions, session_id, keep)
+            raise
+        rec = result.record
         sessions.settle(
             UploadedFile(
                 number,
-                "failed",
+                "stored",
                 token,
-                exc.sop_class_uid,
-                exc.sop_uid,
-                reason=int(exc.reason),
-                message=exc.message,
+                rec.sop_class_uid,
+                rec.sop_uid,
+                rec.study_uid,
+                rec.series_uid,
+                warnings=tuple((int(w.reason), w.message) for w in result.warnings),
             ),
             session_id,
             keep,
         )
         blobs.delete(key, version)
-        return UploadOutcome.FAILED
-    except (BlobChanged, BlobNotFound):
-        # The version read was removed meanwhile: a concurrent delivery of this very event
-        # finished it (and settled the claim), or the object was replaced in a bucket that keeps
-        # no versions (the deployed bucket does), whose new upload has an event of its own.
-        return UploadOutcome.GONE
-    except StorageFailed as exc:
-        if attempt >= attempts:
-            _give_up(exc, number, token, attempt, sessions, session_id, keep)
-        raise
-    rec = result.record
-    sessions.settle(
-        UploadedFile(
-            number,
-            "stored",
-            token,
-            rec.sop_class_uid,
-            rec.sop_uid,
-            rec.study_uid,
-            rec.series_uid,
-            warnings=tuple((int(w.reason), w.message) for w in result.warnings),
-        ),
-        session_id,
-        keep,
-    )
-    blobs.delete(key, version)
-    return UploadOutcome.STORED
+        return UploadOutcome.STORED
 
 
 def content_token(etag: str) -> str:
@@ -461,7 +467,7 @@ def _give_up(
         message=f"indexing failed on each of {attempt} attempts ({why}); upload the file again in a new session",
     )
     try:
-        sessions.settle(outcome, session_id, keep)
+        sessions.settle(outcome, session_id, keep, pending_only=True)
     except StorageError as settle_exc:
         log.error("a failed upload could not be recorded", extra=exception_summary(settle_exc))
         return

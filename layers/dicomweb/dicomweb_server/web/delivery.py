@@ -92,10 +92,14 @@ def _send(
     head: bool = False,
     exact: bool = True,
 ) -> Response:
+    if not exact and body.length is not None:  # built when it was asked for: its size is known now
+        delivery, exact = policy.after_build(body.length, answer, limits), True
     if delivery is policy.Delivery.INLINE and exact:
         return buffered(body)
     if delivery is policy.Delivery.STREAMED:
         return streamed(body if exact else _capped(body, limits.stream), head=head)
+    if head:  # its length is only known by producing it: a HEAD gets the type alone
+        return Response(headers={"Content-Type": body.content_type})
     # An estimate (within the buffered limit, or above every limit): the bytes produced decide.
     return _measured(body, answer, limits)
 
@@ -123,8 +127,14 @@ def _measured(body: Body, answer: policy.Answer, limits: policy.Limits) -> Respo
     return StreamingResponse(_capped(rest, limits.stream).chunks, headers={"Content-Type": body.content_type})
 
 
+class AnswerCut(RuntimeError):
+    """A streamed answer reached the streaming limit after its status line was sent: the server
+    aborts the connection (no final chunk), so the client sees the answer as incomplete, never as
+    a short, well-formed one."""
+
+
 def _capped(body: Body, limit: int) -> Body:
-    """The body, stopped before the piece that would take it past ``limit`` bytes."""
+    """The body, aborted (``AnswerCut``) before the piece that would take it past ``limit`` bytes."""
 
     def chunks() -> Iterator[bytes]:
         sent = 0
@@ -132,7 +142,7 @@ def _capped(body: Body, limit: int) -> Body:
             sent += len(chunk)
             if sent > limit:
                 log.warning("answer cut at the streaming limit", extra={"limit": limit})
-                return
+                raise AnswerCut(f"the answer passed the streaming limit of {limit} bytes")
             yield chunk
 
     return Body(chunks(), body.content_type, body.length)

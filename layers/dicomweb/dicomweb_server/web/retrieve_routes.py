@@ -177,8 +177,8 @@ def routes(svc: Services) -> list[Route]:
             svc,
             bulkdata.pixel_size(inst, fmt),
             policy.converted_pixels_answer(location),
+            # Not redirected: a redirect would build the decoded value whole (of any size) to store it.
             lambda: bulkdata.pixel_body(inst, svc.blobs, fmt, location, workers=workers),
-            single_part=not fmt.multipart,
         )
         response.headers.update(headers)
         return response
