@@ -4,8 +4,13 @@ thread, refusals included, and instances stored in the order of the request."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -68,3 +73,33 @@ def test_a_refusal_crosses_the_process_boundary_with_every_field() -> None:
         "1.2.3",
         "1.2.3.4",
     )
+
+
+def test_the_workers_end_when_the_server_process_is_killed(tmp_path) -> None:
+    """A dev server killed (or ended by uvicorn re-raising SIGTERM, which skips every ``finally``)
+    leaves no parse worker behind."""
+    script = (
+        "import os, sys\n"
+        "from dicomweb_server.store.parallel import ParsePool\n"
+        "pool = ParsePool(2)\n"
+        "pool.warm()\n"
+        "print(' '.join(str(p) for p in pool._pool._processes), flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    workers = [int(p) for p in done.stdout.split()]
+    assert len(workers) == 2 and done.returncode == -9
+    for _ in range(100):  # bounded: the workers look for their parent once a second
+        alive = [p for p in workers if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        if not alive:
+            break
+        time.sleep(0.1)
+    assert not alive, f"parse workers {alive} outlived the server"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"

@@ -39,6 +39,20 @@ def _parse_chunk(items: list[bytes], options: dict[str, Any]) -> list[Parsed | I
     return [_parse_or_refusal(data, options) for data in items]
 
 
+def _exit_with(parent: int) -> None:
+    """In each worker: end when the server process is gone (killed, or ended by a signal that
+    skipped its shutdown), instead of waiting for work forever."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-server", daemon=True).start()
+
+
 class ParsePool:
     """``workers`` processes (spawned, not forked: the server has threads) parsing a request's
     instances in chunks, one chunk per worker."""
@@ -48,7 +62,12 @@ class ParsePool:
         from concurrent.futures import ProcessPoolExecutor
 
         self.workers = workers or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with,
+            initargs=(os.getpid(),),
+        )
 
     def warm(self) -> None:
         """Start every worker and import the parse step in it now, not at the first request."""

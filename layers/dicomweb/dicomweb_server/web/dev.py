@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..blobs.memory import MemoryBlobStore
 from ..index.memory import MemoryIndex
@@ -18,6 +20,9 @@ from ..ports import BlobStore, MetadataIndex
 from ..settings import Settings
 from ..store.parallel import ParsePool
 from .app import create_app
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: The dev server is no Lambda: it streams what its memory and the client allow.
 DEV_STREAM_LIMIT = 4 * 1024**3
@@ -56,12 +61,30 @@ def main() -> None:
     if pool is not None:
         pool.warm()
     app = create_app(settings, index=index, blobs=blobs, parser=pool.parse if pool else None)
+    if pool is not None:
+        app = _closing_at_shutdown(app, pool.close)
     print(f"DICOMweb ({where}) at http://{args.host}:{args.port}")
-    try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    finally:
-        if pool is not None:
-            pool.close()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def _closing_at_shutdown(app: ASGIApp, close: Callable[[], None]) -> ASGIApp:
+    """``app``, calling ``close`` when the server shuts down (its lifespan's shutdown: uvicorn ends
+    the process by the signal that stopped it right after, so no ``finally`` would run)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def received() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                close()
+            return message
+
+        await app(scope, received, send)
+
+    return wrapped
 
 
 if __name__ == "__main__":
