@@ -222,6 +222,21 @@ def test_a_frame_table_too_large_for_the_index_goes_to_a_sidecar(aws, s3_ports):
     assert dict(calls) == {"dynamodb.BatchGetItem": 1, "s3.GetObject": 2}  # the sidecar, then the frame
 
 
+def test_a_corrupt_sidecar_is_read_around_not_a_500(aws, s3_ports):
+    """A sidecar that does not decode (cut short, or bytes that are not a frame table) costs a read
+    of the object, not the frame."""
+    index, blobs = s3_ports
+    data = fd.encapsulated(fd.jpeg_frames(40, 16, 16, odd_last=False))
+    result = ingest(data, index=index, blobs=blobs, max_frame_table_bytes=20)
+    study, series, sop = uids(data)
+    expected = list(generate_frames(dcmread(io.BytesIO(data)).PixelData, number_of_frames=40))
+    for corrupt in (b"\x78\x9c not zlib", blobs.get(frames_key(study, series, sop, result.record.md5))[:7]):
+        blobs.put(frames_key(study, series, sop, result.record.md5), corrupt, "application/octet-stream")
+        response = app(index, blobs).get(frame_url(data, "33"), headers={"Accept": STORED})
+        assert response.status_code == 200
+        assert response.content == expected[32]
+
+
 def test_an_instance_indexed_before_frame_tables_gets_one_on_first_read_and_from_repair(aws, s3_ports):
     index, blobs = s3_ports
     older, frames = fd.native(fd.noise(20, 64, 64))

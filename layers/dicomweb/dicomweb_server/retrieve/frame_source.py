@@ -120,17 +120,29 @@ def first_read(
     inst: StoredInstance, blobs: BlobStore, index: MetadataIndex, max_indexed_bytes: int
 ) -> tuple[FrameTable | None, bytes]:
     """An instance stored before frame tables were: read it whole once, and record its table."""
-    from ..store.scan import scan
-
     data = blobs.get(stored_key(inst))
     try:
-        table = scan(data).frame_table
+        table = _scanned_table(data)
     except InvalidInstance:
         return None, data
     if table is None or len(frame_table.encode(table)) <= max_indexed_bytes:
         # (a table too large for the index waits for `dicomweb repair`, which writes its sidecar)
         index.add_frame_table(inst.study_uid, inst.series_uid, inst.sop_uid, table)
     return table, data
+
+
+def _scanned_table(data: bytes) -> FrameTable | None:
+    from ..store.scan import scan
+
+    return scan(data).frame_table
+
+
+def table_of(data: bytes) -> FrameTable | None:
+    """The frame table of an object at hand (``store.scan``), None when it has none."""
+    try:
+        return _scanned_table(data)
+    except InvalidInstance:
+        return None
 
 
 def ranged_reader(blobs: BlobStore, inst: StoredInstance) -> Callable[[int, int], bytes]:

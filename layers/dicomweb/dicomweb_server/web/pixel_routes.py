@@ -90,6 +90,8 @@ def routes(svc: Services) -> list[Route]:
         if inst.frames_state == "":
             table, data = fs.first_read(inst, svc.blobs, svc.index, svc.settings.max_indexed_frame_table_bytes)
         whole = data if data is not None else _data(inst)
+        if table is None:  # its table unreadable (a corrupt sidecar): from the bytes at hand, so
+            table = fs.table_of(whole)  # stored frames keep their exact bytes, padding included
         if table is not None and fr.by_range(fmt, inst.transfer_syntax_uid, table):
             return _ranged(table, lambda start, end: whole[start:end], inst.transfer_syntax_uid, numbers, fmt, location)
         ds = dcmread(io.BytesIO(whole))
