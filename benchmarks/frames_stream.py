@@ -23,7 +23,6 @@ Counts do not depend on the machine; the memory peak depends only a little on it
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
@@ -35,6 +34,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests import asgi  # noqa: E402
+
 BUCKET, TABLE, REGION = "bench-frames", "bench-frames-index", "us-east-1"
 
 
@@ -60,40 +62,13 @@ def drain(app: Any, path: str, accept: str) -> tuple[int, int]:
     """GET through ASGI, discarding the body as it is sent: (status, body bytes)."""
     out = {"status": 0, "bytes": 0}
 
-    async def run() -> None:
-        asked = False
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"bench"), (b"accept", accept.encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("bench", 80),
-        }
+    def sent(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            out["bytes"] += len(message.get("body", b""))
 
-        async def receive() -> dict[str, Any]:
-            nonlocal asked
-            if not asked:
-                asked = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                out["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                out["bytes"] += len(message.get("body", b""))
-
-        await app(scope, receive, send)
-
-    asyncio.run(run())
+    asgi.get(app, path, accept, sent)
     return out["status"], out["bytes"]
 
 

@@ -5,7 +5,6 @@ the body arrive piece by piece (Starlette's TestClient collects it first)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import re
@@ -32,6 +31,7 @@ from dicomweb_server.retrieve import render
 from dicomweb_server.retrieve.frame_source import pixel_start
 from dicomweb_server.store.ingest import ingest
 from dicomweb_server.web.delivery import AnswerCut
+from tests import asgi
 from tests import frames_data as fd
 from tests.corpus import read_multipart
 
@@ -72,46 +72,19 @@ def asgi_get(app: Any, path: str, accept: str, blobs: CountingBlobs, *, keep: bo
     """GET through the ASGI app, recording each body message as it is sent (not collected)."""
     seen = Seen(kept=[] if keep else None)
 
-    async def run() -> None:
-        asked = False
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"testserver"), (b"accept", accept.encode())],
-            "client": ("127.0.0.1", 5000),
-            "server": ("testserver", 80),
-        }
+    def sent(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            seen.status = message["status"]
+            seen.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if body or not seen.pieces:
+                seen.pieces.append((len(body), blobs.calls["range"]))
+            seen.digest.update(body)
+            if seen.kept is not None:
+                seen.kept.append(body)
 
-        async def receive() -> dict[str, Any]:
-            nonlocal asked
-            if not asked:
-                asked = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await asyncio.Event().wait()  # the client never disconnects
-            raise AssertionError
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                seen.status = message["status"]
-                seen.headers = {k.decode().lower(): v.decode() for k, v in message["headers"]}
-            elif message["type"] == "http.response.body":
-                body = message.get("body", b"")
-                if body or not seen.pieces:
-                    seen.pieces.append((len(body), blobs.calls["range"]))
-                seen.digest.update(body)
-                if seen.kept is not None:
-                    seen.kept.append(body)
-
-        await app(scope, receive, send)
-
-    asyncio.run(run())
+    asgi.get(app, path, accept, sent)
     return seen
 
 
